@@ -1,0 +1,203 @@
+"""Metric series for the charts: append-only columns, resume stitching, EMA smoothing and min/max thinning.
+
+A series keeps every point it is given (a 1M-step run is 1M points, 40 MB); what reaches plotext is thinned to
+the widget's width. Thinning is per bucket min *and* max, so a one-step loss spike survives at any zoom, and
+non-finite values (NaN/inf from a diverging run) become gaps instead of poisoning the axis range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+X_AXES: tuple[str, ...] = ("step", "tokens", "wall")
+DEFAULT_EMA_WEIGHT = 0.9
+
+
+class _Column:
+    """A float64 array that grows by doubling, so appends are amortised O(1) and reads are zero-copy views."""
+
+    __slots__ = ("_data", "_size")
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._data = np.empty(capacity, dtype=np.float64)
+        self._size = 0
+
+    def append(self, value: float) -> None:
+        if self._size == len(self._data):
+            grown = np.empty(2 * len(self._data), dtype=np.float64)
+            grown[: self._size] = self._data[: self._size]
+            self._data = grown
+        self._data[self._size] = value
+        self._size += 1
+
+    def truncate(self, size: int) -> None:
+        self._size = max(0, min(size, self._size))
+
+    def view(self) -> np.ndarray:
+        return self._data[: self._size]
+
+    def __len__(self) -> int:
+        return self._size
+
+
+class Series:
+    """One metric over a run: value per point with three x coordinates (step, tokens, wall seconds).
+
+    Points must arrive in step order. A point whose step is not after the last one means the run was resumed
+    from an earlier checkpoint: the points it supersedes are dropped so the line continues from the resume
+    step ("stitching") instead of doubling back.
+    """
+
+    def __init__(self, name: str, *, ema_weight: float = DEFAULT_EMA_WEIGHT) -> None:
+        self.name = name
+        self.ema_weight = ema_weight
+        self._cols = {axis: _Column() for axis in X_AXES}
+        self._value = _Column()
+        self._ema = _Column()
+        self._ema_acc = 0.0     # TensorBoard-style debiased EMA: running sum and count of finite values
+        self._ema_count = 0
+        self.nonfinite = 0      # NaN/inf values seen (shown as gaps; the chart says how many)
+        self.version = 0        # bumps on every change, so a chart can cache its last frame
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def append(self, step: float, value: float, *, tokens: float = math.nan, wall: float = math.nan) -> None:
+        if len(self) and step <= self._cols["step"].view()[-1]:
+            self.truncate_from_step(step)
+        self._cols["step"].append(step)
+        self._cols["tokens"].append(tokens)
+        self._cols["wall"].append(wall)
+        self._value.append(value)
+        if math.isfinite(value):
+            w = self.ema_weight
+            self._ema_acc = self._ema_acc * w + (1.0 - w) * value
+            self._ema_count += 1
+            self._ema.append(self._ema_acc / (1.0 - w ** self._ema_count))
+        else:
+            self.nonfinite += 1
+            self._ema.append(math.nan)
+        self.version += 1
+
+    def extend(self, points: Iterable[tuple[float, float, float, float]]) -> None:
+        """Append (step, value, tokens, wall) tuples."""
+        for step, value, tokens, wall in points:
+            self.append(step, value, tokens=tokens, wall=wall)
+
+    def truncate_from_step(self, step: float) -> None:
+        """Drop every point at or after ``step`` (a resume re-runs them)."""
+        steps = self._cols["step"].view()
+        keep = int(np.searchsorted(steps, step, side="left"))
+        if keep == len(self):
+            return
+        dropped = self._value.view()[keep:]
+        self.nonfinite -= int(np.count_nonzero(~np.isfinite(dropped)))
+        for col in (*self._cols.values(), self._value, self._ema):
+            col.truncate(keep)
+        self._restore_ema_state()
+        self.version += 1
+
+    def set_ema_weight(self, weight: float) -> None:
+        """Recompute the smoothed column for a new weight (a one-off O(n) pass, on a key press)."""
+        if not 0.0 <= weight < 1.0:
+            raise ValueError(f"EMA weight must be in [0, 1), got {weight}")
+        values = self._value.view().copy()
+        self.ema_weight = weight
+        self._ema = _Column(max(256, len(values)))
+        self._ema_acc, self._ema_count = 0.0, 0
+        for value in values.tolist():
+            if math.isfinite(value):
+                self._ema_acc = self._ema_acc * weight + (1.0 - weight) * value
+                self._ema_count += 1
+                self._ema.append(self._ema_acc / (1.0 - weight ** self._ema_count))
+            else:
+                self._ema.append(math.nan)
+        self.version += 1
+
+    def _restore_ema_state(self) -> None:
+        values = self._value.view()
+        self._ema_count = int(np.count_nonzero(np.isfinite(values)))
+        if self._ema_count == 0:
+            self._ema_acc = 0.0
+            return
+        emas = self._ema.view()
+        last = emas[np.isfinite(emas)][-1]
+        self._ema_acc = float(last) * (1.0 - self.ema_weight ** self._ema_count)
+
+    # ----------------------------------------------------------------------------------------- reading
+    def x(self, axis: str = "step") -> np.ndarray:
+        return self._cols[axis].view()
+
+    def values(self) -> np.ndarray:
+        return self._value.view()
+
+    def ema(self) -> np.ndarray:
+        return self._ema.view()
+
+    def last(self) -> float | None:
+        return float(self._value.view()[-1]) if len(self) else None
+
+    def last_step(self) -> float | None:
+        return float(self._cols["step"].view()[-1]) if len(self) else None
+
+
+@dataclass(frozen=True)
+class Thinned:
+    """At most ~2 points per bucket; NaN in ``y`` marks a gap."""
+    x: np.ndarray
+    y: np.ndarray
+
+    def segments(self) -> list[tuple[list[float], list[float]]]:
+        """Runs of consecutive finite points, as the plain lists plotext wants (a gap separates runs)."""
+        finite = np.isfinite(self.y) & np.isfinite(self.x)
+        if not finite.any():
+            return []
+        # Split where finiteness changes; keep only the finite pieces.
+        edges = np.flatnonzero(np.diff(finite.astype(np.int8))) + 1
+        out = []
+        for xs, ys, ok in zip(np.split(self.x, edges), np.split(self.y, edges), np.split(finite, edges)):
+            if ok[0]:
+                out.append((xs.tolist(), ys.tolist()))
+        return out
+
+
+def thin(x: np.ndarray, y: np.ndarray, buckets: int) -> Thinned:
+    """Reduce (x, y) to per-bucket min and max over ``buckets`` equal slices of the x range.
+
+    ``x`` must be non-decreasing (Series guarantees it). Non-finite ``y`` become NaN; a bucket holding only
+    non-finite values becomes a gap, so a stretch of NaN losses shows as a break in the line. O(n) in numpy,
+    no Python loop over points: 1M points thin in a few milliseconds.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    finite_x = np.isfinite(x)
+    if not finite_x.all():  # points without this x coordinate (e.g. no token count) cannot be placed
+        x, y = x[finite_x], y[finite_x]
+    y = np.where(np.isfinite(y), y, np.nan)
+    n = len(x)
+    buckets = max(1, int(buckets))
+    if n <= 2 * buckets or x[-1] <= x[0]:
+        return Thinned(x, y)
+    edges = np.linspace(x[0], x[-1], buckets + 1)
+    starts = np.searchsorted(x, edges[:-1], side="left")
+    starts = np.unique(starts)  # empty buckets collapse onto their neighbour's start
+    ends = np.append(starts[1:], n)
+    lows = np.fmin.reduceat(y, starts)
+    highs = np.fmax.reduceat(y, starts)
+    centers = (x[starts] + x[ends - 1]) / 2.0
+    # fmin/fmax skip NaN unless the whole bucket is NaN, which then yields NaN: a gap at this resolution.
+    # (A lone NaN among finite values in one bucket is below the resolution; Series.nonfinite counts it.)
+    xs = np.repeat(centers, 2)
+    ys = np.empty(2 * len(starts), dtype=np.float64)
+    ys[0::2] = lows
+    ys[1::2] = highs
+    return Thinned(xs, ys)
+
+
+def positive_only(y: np.ndarray) -> np.ndarray:
+    """For a log axis: values <= 0 cannot be drawn and become gaps."""
+    return np.where(y > 0, y, np.nan)

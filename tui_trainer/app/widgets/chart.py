@@ -1,0 +1,80 @@
+"""A chart widget over live Series: redraws only when its data, options, size or theme changed."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import nullcontext
+
+from rich.align import Align
+from rich.text import Text
+from textual.color import Color
+from textual.widget import Widget
+
+from tui_trainer.app.chart_render import ChartOptions, ChartSpec, Colors, has_data, render_chart
+
+
+class MetricChart(Widget):
+    """Draws a ChartSpec (which references Series that a follower thread keeps appending to)."""
+
+    DEFAULT_CSS = """
+    MetricChart {
+        width: 1fr;
+        height: 1fr;
+        min-height: 8;
+        background: $surface;
+    }
+    """
+
+    def __init__(self, spec: ChartSpec, *, lock: threading.RLock | None = None,
+                 empty_message: str = "waiting for data…", id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.spec = spec
+        self.options = ChartOptions()
+        self.empty_message = empty_message
+        self._lock = lock
+        self._plot = None
+        self._cache_key: tuple | None = None
+        self._cache = None  # the last renderable, reused while nothing changed
+
+    def set_spec(self, spec: ChartSpec, lock: threading.RLock | None = None) -> None:
+        self.spec, self._lock = spec, lock if lock is not None else self._lock
+        self._cache_key = None
+        self.refresh()
+
+    def set_options(self, options: ChartOptions) -> None:
+        if options != self.options:
+            self.options = options
+            self.refresh()
+
+    def data_key(self) -> tuple:
+        return tuple((line.label, len(line.series), line.series.version) for line in self.spec.lines) + (
+            tuple(self.spec.resume_steps),)
+
+    def refresh_if_changed(self) -> None:
+        """Called when new events arrived; a chart whose series did not move is not redrawn."""
+        if self._cache_key is None or self._cache_key[0] != self.data_key():
+            self.refresh()
+
+    def _colors(self) -> Colors:
+        variables = self.app.theme_variables
+        bg = Color.parse(variables.get("surface", "#1e1e1e")).rgb
+        fg = Color.parse(variables.get("foreground", "#dddddd")).rgb
+        return Colors(bg, fg)
+
+    def render(self):
+        with self._lock or nullcontext():
+            key = (self.data_key(), self.options, self.size.width, self.size.height, self.app.theme)
+            if key == self._cache_key and self._cache is not None:
+                return self._cache
+            if not has_data(self.spec):
+                text = Text(f"{self.spec.title}\n\n{self.empty_message}", style="dim", justify="center")
+                self._cache_key, self._cache = key, Align.center(text, vertical="middle")
+                return self._cache
+            if self._plot is None:
+                from textual_plotext.plot import Plot
+                self._plot = Plot()
+            ansi = render_chart(self.spec, self.options, self.size.width, self.size.height,
+                                self._colors(), plot=self._plot)
+        self._cache_key, self._cache = key, Text.from_ansi(ansi, no_wrap=True, end="")
+        return self._cache
