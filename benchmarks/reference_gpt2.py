@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import math
 import os
 import time
@@ -26,7 +27,11 @@ import torch.nn as nn
 from torch.nn import functional as F
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_TEXT = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
+SHARED = REPO.parent / "shared"
+DEFAULT_TEXT = SHARED / "data" / "tinyshakespeare.txt"
+# Offline GPT-2 BPE beside the repo, as the tests use it; a user's own TIKTOKEN_CACHE_DIR wins.
+if "TIKTOKEN_CACHE_DIR" not in os.environ and (SHARED / "tiktoken").is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(SHARED / "tiktoken")
 
 
 @dataclass
@@ -155,6 +160,7 @@ class DataLoaderLite:
 
 
 def get_lr(it: int, max_lr: float = 6e-4, warmup_steps: int = 10, max_steps: int = 50) -> float:
+    """build-nanogpt's schedule: linear warmup, cosine decay to max_lr / 10 at max_steps."""
     min_lr = max_lr * 0.1
     if it < warmup_steps:
         return max_lr * (it + 1) / warmup_steps
@@ -165,7 +171,8 @@ def get_lr(it: int, max_lr: float = 6e-4, warmup_steps: int = 10, max_steps: int
 
 
 def build(tokens: torch.Tensor, *, dtype: str = "float32", compile: bool = False, seed: int = 1337,
-          config: GPTConfig | None = None, batch: int = 8, device: str = "cpu"):
+          config: GPTConfig | None = None, batch: int = 8, device: str = "cpu", warmup_steps: int = 10,
+          max_steps: int = 50):
     """Model, optimizer, loader and a ``step(i) -> (loss tensor, grad norm tensor)`` closure."""
     config = config or GPTConfig()
     torch.manual_seed(seed)
@@ -185,31 +192,43 @@ def build(tokens: torch.Tensor, *, dtype: str = "float32", compile: bool = False
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for group in optimizer.param_groups:
-            group["lr"] = get_lr(it)
+            group["lr"] = get_lr(it, warmup_steps=warmup_steps, max_steps=max_steps)
         optimizer.step()
         return loss.detach(), norm
 
     return model, step
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("GPT_CONSOLE_SHAKESPEARE", str(DEFAULT_TEXT)))
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--steps", type=int, default=20)
-    args = p.parse_args()
+    p.add_argument("--json", help="also write the per-step records (step, loss, dt) to this JSON file")
+    p.add_argument("--warmup-steps", type=int, default=10, help="learning-rate warmup")
+    p.add_argument("--max-steps", type=int, default=50, help="end of the cosine decay")
+    for name, default in vars(GPTConfig()).items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
+    p.add_argument("--batch", type=int, default=8, help="micro-batch size B")
+    args = p.parse_args(argv)
+    config = GPTConfig(**{name: getattr(args, name) for name in vars(GPTConfig())})
     tokens = load_tokens(Path(args.data))
-    print(f"loaded {len(tokens)} tokens; {torch.get_num_threads()} threads")
-    _, step = build(tokens, dtype=args.dtype, compile=args.compile)
-    tokens_per_step = 8 * GPTConfig().block_size
+    print(f"loaded {len(tokens)} tokens; {torch.get_num_threads()} threads; {config}", flush=True)
+    _, step = build(tokens, dtype=args.dtype, compile=args.compile, config=config, batch=args.batch,
+                    warmup_steps=args.warmup_steps, max_steps=args.max_steps)
+    tokens_per_step = args.batch * config.block_size
+    records = []
     for it in range(args.steps):
         t0 = time.perf_counter()
         loss, norm = step(it)
-        loss = loss.item()
+        loss, norm = loss.item(), norm.item()  # the step's one host sync, as a trainer's log line needs it
         dt = time.perf_counter() - t0
-        print(f"step {it:4d} | loss: {loss:.6f} | norm: {norm.item():.4f} | dt: {dt * 1000:.1f}ms | "
-              f"tok/sec: {tokens_per_step / dt:.0f}")
+        records.append({"step": it, "loss": loss, "grad_norm": norm, "dt": dt, "tokens": tokens_per_step})
+        print(f"step {it:4d} | loss: {loss:.6f} | norm: {norm:.4f} | dt: {dt * 1000:.1f}ms | "
+              f"tok/sec: {tokens_per_step / dt:.0f}", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -130,6 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RunError as e:
         print(f"gpt-console: {e}", file=sys.stderr)
         return EXIT_FAILED
+    except KeyboardInterrupt:  # outside a follow loop (which asks first): just stop this command
+        print(file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `gpt-console logs RUN | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

@@ -27,7 +27,7 @@ class Line:
     label: str
     series: Series
     color: RGB
-    markers: bool = False  # sparse series (val loss, HellaSwag) also get a dot at each point
+    sparse: bool = False  # few points (val loss, HellaSwag): a dot at each point, never smoothed
 
 
 @dataclass
@@ -111,11 +111,11 @@ def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int
         if not len(series):
             continue
         x = series.x(options.x_axis) / div
-        layers = [(series.values(), line.color if not options.ema else blend(line.color, colors.background, 0.35),
-                   line.label if not options.ema else None)]
-        if options.ema and len(series) > 2:
-            layers.append((series.ema(), line.color, f"{line.label} (EMA)"))
-        elif options.ema:  # too few points to smooth: draw the raw line at full strength
+        if options.ema and not line.sparse and len(series) > 2:
+            # The raw line stays visible but faint, so smoothing never hides a spike.
+            layers = [(series.values(), blend(line.color, colors.background, 0.35), None),
+                      (series.ema(), line.color, f"{line.label} (EMA)")]
+        else:
             layers = [(series.values(), line.color, line.label)]
         for values, color, label in layers:
             y = positive_only(values) if options.log_y else values
@@ -125,7 +125,7 @@ def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int
                 y_lo, y_hi = min(y_lo, min(ys)), max(y_hi, max(ys))
                 plot.plot(xs, ys, marker="braille", color=color, label=None if labelled else label)
                 labelled = labelled or label is not None
-                if line.markers and len(xs) <= 64:
+                if line.sparse and len(xs) <= 64:
                     plot.scatter(xs, ys, marker="●", color=color)
 
     for value, label, color in spec.hlines:
@@ -136,18 +136,23 @@ def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int
         for step in spec.resume_steps:
             plot.vline(step, color=blend(colors.foreground, colors.background, 0.4))
 
-    if spec.ylim is not None:
+    # plotext mis-builds the legend when ylim and a log scale meet (IndexError), so log-y lets it autoscale.
+    if spec.ylim is not None and not options.log_y:
         lo, hi = spec.ylim
         plot.ylim(min(lo, y_lo) if math.isfinite(y_lo) else lo, max(hi, y_hi) if math.isfinite(y_hi) else hi)
-    elif math.isfinite(y_lo) and y_lo == y_hi:
+    elif math.isfinite(y_lo) and y_lo == y_hi and not options.log_y:
         pad = abs(y_lo) * 0.05 or 0.5
         plot.ylim(y_lo - pad, y_hi + pad)
     if options.log_y:
         plot.yscale("log")
-    title = spec.title + (" · log" if options.log_y else "") + (" · EMA" if options.ema else "")
+    smoothed = options.ema and any(not line.sparse for line in spec.lines)
+    title = spec.title + (" · log" if options.log_y else "") + (" · EMA" if smoothed else "")
     nonfinite = sum(line.series.nonfinite for line in spec.lines)
     if nonfinite:
         title += f" · {nonfinite} NaN/inf"
+    room = width - 14  # plotext silently drops a title wider than its canvas (width less the y tick labels)
+    if len(title) > room:
+        title = title[: max(1, room - 1)] + "…"
     plot.title(title)
     plot.xlabel(x_label)
     return plot.build()

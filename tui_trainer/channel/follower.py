@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 DEFAULT_CHUNK = 1 << 20          # bytes read per system call during replay
 DEFAULT_MAX_LINE = 16 << 20      # a longer "line" is garbage (no event comes close), dropped to bound memory
+_scan_once = json.JSONDecoder().scan_once
 
 
 class EventFollower:
@@ -167,21 +168,41 @@ class EventFollower:
             used = end + 1
         self._buf = buf[used:]
         self.offset += used
+        try:  # one decode for the whole block is much cheaper than one per line
+            texts = b"\n".join(lines).decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            texts = [self._text(line) for line in lines]
         events = []
-        for line in lines:
-            event = self._decode(line)
+        for text in texts:
+            event = self._decode(text)
             if event is not None:
                 events.append(event)
         if events:
             self._observe(events)
         return events
 
-    def _decode(self, line: bytes) -> dict | None:
-        if not line.strip():
+    def _text(self, line: bytes) -> str | None:
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.skipped += 1
+            return None
+
+    def _decode(self, text: str | None) -> dict | None:
+        if not text or text.isspace():
             return None
         try:
-            event = json.loads(line)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError
+            # scan_once skips json.loads' wrapper layers (~25% faster); what follows the object must be blank.
+            event, end = _scan_once(text, 0)
+            if end != len(text) and not text[end:].isspace():
+                raise ValueError("trailing data")
+        except StopIteration:  # leading whitespace or not JSON at all: let json.loads decide
+            try:
+                event = json.loads(text)
+            except ValueError:
+                self.skipped += 1
+                return None
+        except ValueError:
             self.skipped += 1
             return None
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):

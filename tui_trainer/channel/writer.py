@@ -54,6 +54,7 @@ class EventWriter:
         self.enabled = enabled
         self.dropped = 0           # events lost to a full queue, total
         self.write_errors = 0
+        self.last_emit = time.time()  # when emit() was last called: heartbeats fill only the silences
         self._unreported_drops = 0
         self._lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
@@ -73,7 +74,8 @@ class EventWriter:
         """Queue one event; returns immediately. Dropped (and counted) if the writer is far behind."""
         if not self.enabled or self._thread is None:
             return
-        event = {"t": time.time(), "type": type, **payload}
+        self.last_emit = now = time.time()
+        event = {"t": now, "type": type, **payload}
         try:
             self._queue.put_nowait(event)
         except queue.Full:

@@ -138,7 +138,6 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
         if with_hellaswag and hellaswag:
             result = L.run_hellaswag_eval(raw_model, hellaswag, device, autocast, ctx.rank, world)
             events.emit("hellaswag", step=done, **result)
-        raw_model.train()
 
     def sample(done: int, prompt: str, source: str) -> None:
         if master:  # sampling needs no other rank
@@ -146,7 +145,6 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
             texts = L.generate_samples(raw_model, enc, prompt, s.count, s.max_tokens, s.top_k, s.temperature,
                                        s.seed, device, autocast)
             events.emit("sample", step=done, prompt=prompt, texts=texts, source=source)
-            raw_model.train()
 
     def checkpoint(done: int, reason: str) -> None:
         rng = gather_rng_states(device)
@@ -163,7 +161,7 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     inbox = ControlInbox(run_dir) if master else None
     total_batch, max_steps, log_every = cfg.optim.total_batch_size, cfg.schedule.max_steps, cfg.system.log_every
     fpt = L.flops_per_token(cfg)
-    last_beat, status, reason = time.time(), "finished", f"reached max_steps = {max_steps}"
+    status, reason = "finished", f"reached max_steps = {max_steps}"
     profiler = _profiler(run_dir) if args.profile and master else None
     done = start
     while True:
@@ -176,9 +174,8 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
             checkpoint(done, "final" if done == max_steps else "schedule")
         if done == max_steps:
             break
-        if time.time() - last_beat >= cfg.system.heartbeat_seconds:
+        if time.time() - events.last_emit >= cfg.system.heartbeat_seconds:
             events.emit("heartbeat", step=done)
-            last_beat = time.time()
 
         # ---------------------------------------------------------------- one optimizer step
         t0 = time.time()
@@ -304,12 +301,10 @@ def load_config_from_text(text: str) -> TrainingConfig:
 def _load_hellaswag(cfg: TrainingConfig, events: EventWriter):
     from tui_trainer.training.lib.hellaswag import load_hellaswag
     try:
-        examples = load_hellaswag(cfg)
+        return load_hellaswag(cfg)  # already cut to eval.hellaswag_examples
     except Exception as e:  # noqa: BLE001 - no data (offline, bad path) must not stop training
-        events.emit("log", level="warning", message=f"HellaSwag skipped: {e}")
+        events.emit("log", level="warning", message=f"HellaSwag skipped for this run: {e}")
         return None
-    n = cfg.eval.hellaswag_examples
-    return examples[:n] if n else examples
 
 
 def _prepare_reporter(events: EventWriter):

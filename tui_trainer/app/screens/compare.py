@@ -23,8 +23,8 @@ from tui_trainer.app.widgets.chart import MetricChart
 
 
 def compare_specs(views: list[RunView]) -> dict[str, ChartSpec]:
-    def lines(series: str, markers: bool = False) -> list[Line]:
-        return [Line(v.run_id, v.series[series], PALETTE[i % len(PALETTE)], markers) for i, v in enumerate(views)]
+    def lines(series: str, sparse: bool = False) -> list[Line]:
+        return [Line(v.run_id, v.series[series], PALETTE[i % len(PALETTE)], sparse=sparse) for i, v in enumerate(views)]
 
     return {
         "cmp-train": ChartSpec("train loss", lines("train_loss")),

@@ -34,10 +34,10 @@ def chart_specs(view: RunView) -> dict[str, ChartSpec]:
     s = view.series
     return {
         "chart-loss": ChartSpec("loss", [Line("train", s["train_loss"], PALETTE[0]),
-                                         Line("val", s["val_loss"], PALETTE[1], markers=True)]),
+                                         Line("val", s["val_loss"], PALETTE[1], sparse=True)]),
         "chart-lr": ChartSpec("learning rate", [Line("lr", s["lr"], PALETTE[2])]),
         "chart-hellaswag": ChartSpec(hellaswag_title(view), [Line("acc_norm", s["hellaswag"], PALETTE[3],
-                                                                  markers=True)],
+                                                                  sparse=True)],
                                      hlines=[(HELLASWAG_RANDOM, "random", (150, 150, 150)),
                                              (HELLASWAG_GPT2_124M, "GPT-2 124M", (90, 210, 120))],
                                      ylim=(0.2, 0.32)),

@@ -93,7 +93,7 @@ class OpenConfigDialog(ModalScreen[str | None]):
             yield Label("Open a config", classes="dialog-title")
             yield Input(placeholder="path/to/config.toml (Enter opens)", id="path-input")
             yield Static("Presets:", classes="dialog-hint")
-            yield OptionList(*[Option(str(p), id=str(p)) for p in self.presets], id="presets")
+            yield OptionList(*[Option(Text(str(p)), id=str(p)) for p in self.presets], id="presets")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Cancel", id="cancel")
 

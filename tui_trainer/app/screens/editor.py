@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
+from textual.lazy import Lazy
 from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
 
 from tui_trainer.app.config_doc import SCHEMA, ConfigDocument, InputProblem, Validation, parse_field_input
@@ -79,6 +80,7 @@ class EditorScreen(Screen):
         self._input_problems: dict[str, ConfigProblem] = {}
         self._throughput: Throughput | None = None
         self._text_timer = None
+        self._problems_by_key: dict[str, list[ConfigProblem]] = {}
 
     # ---------------------------------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
@@ -86,10 +88,9 @@ class EditorScreen(Screen):
         with Horizontal(id="editor-body"):
             with TabbedContent("Form", "TOML", "Diff", id="editor-tabs"):
                 with TabPane("Form", id="tab-form"):
-                    yield ConfigForm({key: self.doc.value(key) for key in SCHEMA} if self.doc.parsed else {},
-                                     id="config-form")
+                    yield ConfigForm(self._field_state, id="config-form")
                 with TabPane("TOML", id="tab-toml"):
-                    yield TextArea.code_editor(self.doc.text, language="toml", id="toml-text")
+                    yield Lazy(TextArea.code_editor(self.doc.text, language="toml", id="toml-text"))
                 with TabPane("Diff", id="tab-diff"):
                     with VerticalScroll():
                         yield Static(id="diff-view")
@@ -101,6 +102,10 @@ class EditorScreen(Screen):
     def on_mount(self) -> None:
         self._refresh_all(sync_form=False)
         self._find_throughput()
+
+    def _field_state(self, key: str) -> tuple[Any, bool, list[ConfigProblem]]:
+        value, set_in_file = self.doc.value(key) if self.doc.parsed else (SCHEMA[key].default, False)
+        return value, set_in_file, self._problems_by_key.get(key, [])
 
     # ------------------------------------------------------------------------------------ form → text
     @on(FieldRow.Edited)
@@ -114,16 +119,19 @@ class EditorScreen(Screen):
                 self._input_problems[event.key] = e.problem
                 self._refresh_all(sync_form=False)
                 return
-        self._input_problems.pop(event.key, None)
-        if self.doc.value(event.key)[0] == value:  # includes the echo of a value the form was just shown
-            self._refresh_all(sync_form=False)
+        had_problem = self._input_problems.pop(event.key, None) is not None
+        if self.doc.value(event.key)[0] == value:
+            # Nothing to write: the echo of a value the form was just shown (every input sends one when it is
+            # mounted), or a retyped identical value. Redraw only if an entry problem just went away.
+            if had_problem:
+                self._refresh_all(sync_form=False)
             return
         if not self.doc.set_value(event.key, value):
             self.notify("The TOML view has a syntax error; fix it there first.", severity="error")
             return
-        area = self.query_one("#toml-text", TextArea)
-        if area.text != self.doc.text:
-            area.load_text(self.doc.text)
+        for area in self.query("#toml-text").results(TextArea):  # absent until its lazy mount
+            if area.text != self.doc.text:
+                area.load_text(self.doc.text)
         self._refresh_all(sync_form=False)
 
     # ------------------------------------------------------------------------------------ text → form
@@ -137,7 +145,8 @@ class EditorScreen(Screen):
 
     def _apply_text(self) -> None:
         self._text_timer = None
-        text = self.query_one("#toml-text", TextArea).text
+        areas = list(self.query("#toml-text").results(TextArea))
+        text = areas[0].text if areas else self.doc.text
         if text != self.doc.text:
             self.doc.set_text(text)
             self._input_problems.clear()
@@ -159,6 +168,7 @@ class EditorScreen(Screen):
         by_key: dict[str, list[ConfigProblem]] = {}
         for p in problems:
             by_key.setdefault(p.key, []).append(p)
+        self._problems_by_key = by_key
         form = self.query_one(ConfigForm)
         for row in form.rows():
             value, set_in_file = self.doc.value(row.spec.key) if self.doc.parsed else (None, row.set_in_file)

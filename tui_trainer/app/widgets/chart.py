@@ -74,7 +74,15 @@ class MetricChart(Widget):
             if self._plot is None:
                 from textual_plotext.plot import Plot
                 self._plot = Plot()
-            ansi = render_chart(self.spec, self.options, self.size.width, self.size.height,
-                                self._colors(), plot=self._plot)
+            try:
+                ansi = render_chart(self.spec, self.options, self.size.width, self.size.height,
+                                    self._colors(), plot=self._plot)
+            except Exception as e:  # a plotting corner case must cost one chart, not the whole console
+                from textual_plotext.plot import Plot
+                self._plot = Plot()  # plotext may have been left half-built
+                text = Text(f"{self.spec.title}\n\ncannot draw this view ({type(e).__name__}: {e});\n"
+                            "try another x axis or toggle log-y (l)", style="dim", justify="center")
+                self._cache_key, self._cache = key, Align.center(text, vertical="middle")
+                return self._cache
         self._cache_key, self._cache = key, Text.from_ansi(ansi, no_wrap=True, end="")
         return self._cache

@@ -4,7 +4,7 @@ trainer's validator as you type)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual import on
@@ -131,22 +131,55 @@ class FieldRow(Vertical):
         self.post_message(self.Edited(self, event.value))
 
 
-class ConfigForm(VerticalScroll):
-    """Every section of the schema with its help, then its keys."""
+class FormSection(Vertical):
+    """One [section]: its help line and its rows."""
 
-    def __init__(self, values: dict[str, tuple[Any, bool]], *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self._values = values
+    def __init__(self, section: str, state: StateFn) -> None:
+        super().__init__(id=f"section-{section}", classes="form-section")
+        self.section = section
+        self._state = state
 
     def compose(self) -> ComposeResult:
-        specs = config_schema()
-        for section in SECTIONS:
-            yield Static(Text.assemble((f"[{section}]", "bold"), "  ", (section_help(section), "dim")),
-                         classes="section-title", id=f"section-{section}")
-            for spec in specs:
-                if spec.section == section:
-                    value, set_in_file = self._values.get(spec.key, (spec.default, False))
-                    yield FieldRow(spec, value, set_in_file)
+        yield Static(Text.assemble((f"[{self.section}]", "bold"), "  ", (section_help(self.section), "dim")),
+                     classes="section-title")
+        for spec in config_schema():
+            if spec.section == self.section:
+                value, set_in_file, problems = self._state(spec.key)
+                row = FieldRow(spec, value, set_in_file)
+                row._problems = problems
+                row.set_class(bool(problems), "-invalid")
+                yield row
+
+
+# key -> (value, set in file, problems): asked when a row is built, so late-mounted rows show the present state.
+StateFn = Callable[[str], "tuple[Any, bool, list[ConfigProblem]]"]
+
+
+class ConfigForm(VerticalScroll):
+    """Every section of the schema with its help, then its keys.
+
+    Sixty-odd rows of inputs take a while to lay out on a slow machine, so the screen's first frame comes
+    without them; the sections are then mounted one per frame, and ``Ready`` is posted when all are in.
+    """
+
+    class Ready(Message):
+        """Every section is mounted."""
+
+    def __init__(self, state: StateFn, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._state = state
+        self.ready = False
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._mount_next, 0)
+
+    async def _mount_next(self, index: int) -> None:
+        if index >= len(SECTIONS):
+            self.ready = True
+            self.post_message(self.Ready())
+            return
+        await self.mount(FormSection(SECTIONS[index], self._state))
+        self.call_after_refresh(self._mount_next, index + 1)
 
     def rows(self) -> list[FieldRow]:
         return list(self.query(FieldRow))

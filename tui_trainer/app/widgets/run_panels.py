@@ -30,14 +30,14 @@ def header_renderable(view: RunView, status, width: int, now: float | None = Non
     now = time.time() if now is None else now
     state, label, _ = effective_status(view, status)
     live = state == "running"
-    first = Text.assemble((view.run_id or "run", "bold"), "  ", (label.upper(), STATUS_STYLE.get(state, "")))
+    first = Text.assemble((view.run_id or "run", "bold"), "  ", (label.upper(), STATUS_STYLE.get(state, "")), "  ")
     facts = [view.trainer and f"trainer {view.trainer}",
              view.device and f"{view.device_name or view.device} ({view.device})",
              view.world_size and f"world {view.world_size}", view.dtype,
              view.params and f"{fmt.count(view.params)} params",
              view.grad_accum_steps and f"accum {view.grad_accum_steps}",
              len(view.segments) > 1 and f"resumed ×{len(view.segments) - 1}"]
-    first.append("   " + " · ".join(str(f) for f in facts if f), style="dim")
+    first.append(" · ".join(str(f) for f in facts if f), style="dim")
 
     step_text = "step —"
     if view.step is not None:
@@ -164,8 +164,9 @@ def event_line(line) -> Text:
 
 
 def hellaswag_title(view: RunView) -> str:
+    """Short enough for a third of a terminal: plotext drops a title wider than the plot."""
+    refs = f"rand {HELLASWAG_RANDOM} · GPT-2 {HELLASWAG_GPT2_124M}"
     if not view.hellaswag_points:
-        return f"HellaSwag acc_norm · random {HELLASWAG_RANDOM} · GPT-2 124M {HELLASWAG_GPT2_124M}"
+        return f"HellaSwag acc_norm · {refs}"
     p = view.hellaswag_points[-1]
-    return (f"HellaSwag acc_norm {p.acc_norm:.4f} ({p.correct_norm}/{p.total}) · random {HELLASWAG_RANDOM} · "
-            f"GPT-2 124M {HELLASWAG_GPT2_124M}")
+    return f"HellaSwag {p.acc_norm:.4f} · {refs}"

@@ -16,6 +16,7 @@ half-written directory is never mistaken for a complete one; a lock file keeps t
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -209,9 +210,26 @@ def tokenize_documents(documents: Iterable[str], *, workers: int = 1) -> Iterato
             yield encode_batch(batch)
         return
     import multiprocessing
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        # imap keeps the corpus order, so shards do not depend on the number of workers.
-        yield from pool.imap(encode_batch, _batches(documents))
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # At most 2 batches per worker in flight: a streamed corpus must not be read ahead without bound.
+    # (ProcessPoolExecutor rather than Pool: a worker that cannot start raises instead of hanging.)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: collections.deque = collections.deque()
+        try:
+            for batch in _batches(documents):
+                pending.append(pool.submit(encode_batch, batch))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as e:
+            raise DataError(f"The tokenizer worker processes died ({e}). Run the preparation again; if it "
+                            "keeps failing, check memory limits.") from None
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def encode_batch(batch: list[str]) -> list[np.ndarray]:

@@ -1,0 +1,248 @@
+"""Console benchmarks: cold start to first frame, one chart frame at 1M points, and event-burst catch-up.
+
+    .venv/bin/python -m benchmarks.console_bench            # all three
+    .venv/bin/python -m benchmarks.console_bench --only chart
+
+Figures go to stdout; docs/benchmarks.md ("Console") records a run on the reference machine.
+
+- cold start: a child process opens the console in a pseudo-terminal (Textual's real terminal driver) on an
+  empty runs root, exits right after its first frame is drawn, and reports the time from interpreter start to
+  that frame; the parent also reports the child's whole wall time (interpreter start to exit).
+- chart: one MetricChart frame (thinning + plotext) with a 1M-point train loss (+ EMA layer) and a
+  20k-point val loss at 120×30 cells, for each x axis and with/without EMA and log-y.
+- burst: a dashboard open on a live run while a writer appends events at a fixed rate; reports how many
+  RunUpdated messages the UI handled for how many events, and how far behind the UI was when the writer stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pty
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------------------- cold start
+def _first_frame_child(runs_root: str, config: str | None) -> None:
+    """Runs in the child: open the console, exit after the first frame, report when that frame was drawn."""
+    from tui_trainer.app.console import GptConsole  # the import is part of what is measured
+
+    class FirstFrame(GptConsole):
+        def on_mount(self) -> None:  # Textual runs GptConsole.on_mount too (handlers run up the MRO)
+            self.call_after_refresh(self._done)
+
+        def _done(self) -> None:
+            screen = self.screen
+            if not (screen.is_mounted and screen.children and all(w.is_mounted for w in screen.children)):
+                self.call_after_refresh(self._done)  # the pushed screen has not been drawn yet
+                return
+            # From the parent's launch of this process (interpreter start-up included) to the first frame.
+            self.first_frame = time.time() - float(os.environ["CONSOLE_BENCH_T0"])
+            self.exit()
+
+    app = FirstFrame(config_path=config, runs_root=runs_root)
+    app.run()
+    with open(os.environ["CONSOLE_BENCH_OUT"], "w") as f:
+        json.dump({"first_frame_s": app.first_frame, "torch_loaded": "torch" in sys.modules,
+                   "screen": type(app.screen).__name__ if app.screen_stack else ""}, f)
+
+
+def _baseline_child(runs_root: str, config: str | None) -> None:
+    """The issue's reference point: a minimal Textual + plotext app, measured the same way."""
+    from textual.app import App
+    from textual.widgets import Static
+    from textual_plotext import PlotextPlot  # noqa: F401  (imported, as a chart app would)
+
+    class Minimal(App):
+        def compose(self):
+            yield Static("hello")
+
+        def on_mount(self) -> None:
+            self.call_after_refresh(self._done)
+
+        def _done(self) -> None:
+            self.first_frame = time.time() - float(os.environ["CONSOLE_BENCH_T0"])
+            self.exit()
+
+    app = Minimal()
+    app.run()
+    with open(os.environ["CONSOLE_BENCH_OUT"], "w") as f:
+        json.dump({"first_frame_s": app.first_frame, "torch_loaded": "torch" in sys.modules}, f)
+
+
+def bench_cold_start(repeats: int = 7, config: str | None = None, child: str = "_first_frame_child") -> dict:
+    results = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out.json"
+            env = dict(os.environ, CONSOLE_BENCH_OUT=str(out), TERM="xterm-256color", COLUMNS="160", LINES="48")
+            leader, follower = pty.openpty()
+            t0 = time.perf_counter()
+            env["CONSOLE_BENCH_T0"] = repr(time.time())
+            proc = subprocess.Popen(
+                [sys.executable, "-c", f"import sys; from benchmarks.console_bench import {child} as f; "
+                 "f(sys.argv[1], sys.argv[2] or None)", str(Path(tmp) / "runs"), config or ""],
+                stdin=follower, stdout=follower, stderr=follower, cwd=REPO, env=env, close_fds=True)
+            os.close(follower)
+            drained = threading.Thread(target=_drain, args=(leader,), daemon=True)
+            drained.start()
+            proc.wait(timeout=60)
+            wall = time.perf_counter() - t0
+            os.close(leader)
+            data = json.loads(out.read_text())
+            data["process_wall_s"] = wall
+            results.append(data)
+    return {
+        "first_frame_ms_median": 1000 * statistics.median(r["first_frame_s"] for r in results),
+        "first_frame_ms_max": 1000 * max(r["first_frame_s"] for r in results),
+        "process_wall_ms_median": 1000 * statistics.median(r["process_wall_s"] for r in results),
+        "torch_loaded": any(r["torch_loaded"] for r in results),
+        "repeats": repeats,
+    }
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ chart
+def bench_chart(points: int = 1_000_000, width: int = 120, height: int = 30, repeats: int = 5) -> dict:
+    import numpy as np
+
+    from tui_trainer.app.chart_render import PALETTE, ChartOptions, ChartSpec, Colors, Line, render_chart
+    from tui_trainer.app.series import Series
+    from textual_plotext.plot import Plot
+
+    rng = np.random.default_rng(0)
+    loss = 3 + 8 * np.exp(-np.arange(points) / (points / 5)) + 0.2 * rng.standard_normal(points)
+    loss[points // 3] = math.nan
+    loss[points // 2] = 40.0  # a spike that must survive thinning
+    train, val = Series("train"), Series("val")
+    t0 = time.perf_counter()
+    for i, value in enumerate(loss.tolist()):
+        train.append(i, value, tokens=(i + 1) * 524288, wall=i * 0.25)
+        if i % 50 == 0:
+            val.append(i, value + 0.05, tokens=(i + 1) * 524288, wall=i * 0.25)
+    append_s = time.perf_counter() - t0
+    spec = ChartSpec("loss", [Line("train", train, PALETTE[0]), Line("val", val, PALETTE[1], sparse=True)],
+                     resume_steps=[points // 4])
+    plot = Plot()
+    frames = {}
+    for axis in ("step", "tokens", "wall"):
+        for ema in (True, False):
+            for log_y in (False, True):
+                opts = ChartOptions(ema=ema, log_y=log_y, x_axis=axis)
+                times = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    render_chart(spec, opts, width, height, Colors(), plot=plot)
+                    times.append(time.perf_counter() - t)
+                frames[f"{axis}{' ema' if ema else ''}{' log' if log_y else ''}"] = 1000 * statistics.median(times)
+    return {"points": points, "val_points": len(val), "size": f"{width}x{height}",
+            "append_us_per_point": 1e6 * append_s / points, "frame_ms": frames,
+            "frame_ms_worst": max(frames.values())}
+
+
+# ------------------------------------------------------------------------------------------------ burst
+def bench_burst(rate: int = 500, seconds: float = 10.0) -> dict:
+    """A dashboard on a run whose log grows by ``rate`` step events a second."""
+    import asyncio
+
+    from tui_trainer.app.console import GptConsole
+    from tui_trainer.app.messages import RunUpdated
+    from tui_trainer.app.screens.dashboard import DashboardScreen
+    from tui_trainer.runs import RunStore
+
+    tmp = tempfile.mkdtemp()
+    store = RunStore(Path(tmp) / "runs")
+    run = store.create("burst")
+    (run.dir / "events.jsonl").write_text("")
+    stats = {"handled": 0}
+
+    def hook(message) -> None:
+        if isinstance(message, RunUpdated):
+            stats["handled"] += 1
+
+    def writer(stop_at: float, written: list) -> None:
+        seq = 0
+        with open(run.dir / "events.jsonl", "a") as f:
+            f.write(json.dumps({"v": 1, "seq": seq, "t": time.time(), "type": "run_start", "config": {},
+                                "trainer": "train", "params": 1, "world_size": 1, "device": "cpu",
+                                "device_name": "cpu", "dtype": "float32", "grad_accum_steps": 1,
+                                "max_steps": 10**9, "start_step": 0, "resumed_from_step": None,
+                                "peak_flops": None}) + "\n")
+            step = 0
+            next_t = time.perf_counter()
+            while time.perf_counter() < stop_at:
+                seq += 1
+                f.write(json.dumps({"v": 1, "seq": seq, "t": time.time(), "type": "step", "step": step,
+                                    "loss": 3 + math.sin(step / 50), "lr": 6e-4, "grad_norm": 1.0, "dt": 0.002,
+                                    "tok_per_s": 1e5, "tokens": step * 1024, "mfu": None}) + "\n")
+                f.flush()
+                step += 1
+                next_t += 1.0 / rate
+                time.sleep(max(0.0, next_t - time.perf_counter()))
+            written.append(step)
+
+    async def main() -> dict:
+        app = GptConsole(runs_root=str(store.root))
+        async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
+            app.open_run(run.id)
+            await pilot.pause(0.3)
+            screen = app.screen
+            assert isinstance(screen, DashboardScreen)
+            written: list = []
+            stop_at = time.perf_counter() + seconds
+            thread = threading.Thread(target=writer, args=(stop_at, written))
+            thread.start()
+            while thread.is_alive():
+                await pilot.pause(0.1)
+            thread.join()
+            steps = written[0]
+            t_stop = time.perf_counter()
+            while screen.view.step is None or screen.view.step < steps - 1:
+                await pilot.pause(0.01)
+                if time.perf_counter() - t_stop > 30:
+                    break
+            caught_up = time.perf_counter() - t_stop
+            return {"rate_per_s": rate, "seconds": seconds, "events": steps, "ui_updates": stats["handled"],
+                    "events_per_update": steps / max(1, stats["handled"]), "catch_up_ms": 1000 * caught_up,
+                    "view_step": screen.view.step}
+
+    return asyncio.run(main())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("cold", "chart", "burst"))
+    parser.add_argument("--config", help="cold start with this config open in the editor")
+    args = parser.parse_args(argv)
+    if args.only in (None, "cold"):
+        print("cold start (baseline: minimal Textual + plotext app):",
+              json.dumps(bench_cold_start(child="_baseline_child"), indent=1))
+        print("cold start (empty runs root):", json.dumps(bench_cold_start(), indent=1))
+        editor_config = args.config or str(REPO / "configs" / "shakespeare.toml")
+        print(f"cold start (editor on {Path(editor_config).name}):",
+              json.dumps(bench_cold_start(config=editor_config), indent=1))
+    if args.only in (None, "chart"):
+        print("chart frame:", json.dumps(bench_chart(), indent=1))
+    if args.only in (None, "burst"):
+        print("event burst:", json.dumps(bench_burst(), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Validation loss, HellaSwag accuracy and text samples for a GPT model (raw or torch.compile'd, never DDP).
+
+All three put the model in eval mode under ``torch.no_grad`` and restore its previous mode. ``autocast`` is a
+zero-argument callable returning a context manager (torch.autocast or contextlib.nullcontext). Results that need
+every rank are all-reduced when torch.distributed is initialised; host syncs happen once per call, not per batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, ContextManager
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from .hellaswag import render_example
+from .tokenizer import EOT, get_tokenizer
+
+Autocast = Callable[[], ContextManager]
+
+# Tokens per HellaSwag forward (rows × padded length): big enough to batch several examples, small enough that
+# the (tokens × 50304) logits stay a few hundred MB.
+HELLASWAG_BATCH_TOKENS = 4096
+
+
+@contextlib.contextmanager
+def _evaluating(model: torch.nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)  # SUM (not AVG): gloo has no AVG
+    return t
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def model_block_size(model: torch.nn.Module) -> int:
+    """The model's context length, read from its position table (works through torch.compile's wrapper)."""
+    return int(model.transformer.wpe.weight.shape[0])
+
+
+# --------------------------------------------------------------------------------------- val loss
+def evaluate_loss(model: torch.nn.Module, val_loader, steps: int, device, autocast: Autocast) -> float:
+    """Mean loss over ``steps`` validation micro-batches from the start of the val split (the loader is reset,
+    so every evaluation sees the same tokens), averaged over ranks."""
+    val_loader.reset()
+    total = torch.zeros((), dtype=torch.float32, device=device)
+    with _evaluating(model):
+        for _ in range(steps):
+            x, y = val_loader.next_batch()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with autocast():
+                _, loss = model(x, y)
+            total += loss.detach().float()
+    total /= steps
+    return _all_reduce_sum(total).item() / _world_size()
+
+
+# -------------------------------------------------------------------------------------- HellaSwag
+def run_hellaswag_eval(model: torch.nn.Module, examples: list[dict], device, autocast: Autocast, rank: int,
+                       world_size: int, *, batch_tokens: int = HELLASWAG_BATCH_TOKENS) -> dict:
+    """Score ``examples`` (this rank takes every world_size-th, from ``rank``) and sum the counts over ranks.
+
+    acc: the ending with the lowest total loss over its tokens is the answer; acc_norm: the lowest mean loss
+    (build-nanogpt's number). Returns {"correct", "correct_norm", "total", "acc", "acc_norm"}.
+    """
+    enc = get_tokenizer()
+    block_size = model_block_size(model)
+    rendered = [render_example(ex, enc, block_size) for ex in examples[rank::world_size]]
+    counts = torch.zeros(3, dtype=torch.long, device=device)  # correct, correct_norm, total
+    with _evaluating(model):
+        for batch in _hellaswag_batches(rendered, batch_tokens):
+            counts += _score_batch(model, batch, device, autocast)
+    correct, correct_norm, total = (int(v) for v in _all_reduce_sum(counts).tolist())
+    return {"correct": correct, "correct_norm": correct_norm, "total": total,
+            "acc": correct / total if total else 0.0, "acc_norm": correct_norm / total if total else 0.0}
+
+
+def _hellaswag_batches(rendered: list, batch_tokens: int):
+    """Consecutive examples grouped so that 4 rows × the longest row stays within ``batch_tokens``."""
+    batch, longest = [], 0
+    for item in rendered:
+        width = max(len(r) for r in item[0])
+        if batch and 4 * (len(batch) + 1) * max(longest, width) > batch_tokens:
+            yield batch
+            batch, longest = [], 0
+        batch.append(item)
+        longest = max(longest, width)
+    if batch:
+        yield batch
+
+
+def _score_batch(model, batch: list, device, autocast: Autocast) -> torch.Tensor:
+    """[correct, correct_norm, examples] for one batch of rendered examples, computed on the device."""
+    rows = [row for rows, _, _ in batch for row in rows]
+    masks = [mask for _, masks, _ in batch for mask in masks]
+    width = max(len(r) for r in rows)
+    tokens = torch.zeros((len(rows), width), dtype=torch.long)  # right-padded; causal attention ignores pads
+    mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for r, (row, m) in enumerate(zip(rows, masks)):
+        tokens[r, :len(row)] = torch.tensor(row)
+        mask[r, :len(row)] = torch.tensor(m, dtype=torch.bool)
+    # The loss terms: token i of a row is predicted by the logits at i-1, for each masked i >= 1. Found on the
+    # CPU, so the device never waits on a data-dependent shape.
+    pair_rows, pair_next = mask[:, 1:].nonzero(as_tuple=True)
+    pair_targets = tokens[pair_rows, pair_next + 1]
+    ending_lengths = torch.bincount(pair_rows, minlength=len(rows)).clamp(min=1)
+    labels = torch.tensor([label for _, _, label in batch])
+
+    tokens = tokens.to(device, non_blocking=True)
+    pair_rows_d = pair_rows.to(device, non_blocking=True)
+    with autocast():
+        logits, _ = model(tokens)
+    picked = logits[pair_rows_d, pair_next.to(device, non_blocking=True)].float()
+    losses = F.cross_entropy(picked, pair_targets.to(device, non_blocking=True), reduction="none")
+    sum_loss = torch.zeros(len(rows), dtype=torch.float32, device=device).index_add_(0, pair_rows_d, losses)
+    mean_loss = sum_loss / ending_lengths.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    correct = (sum_loss.view(-1, 4).argmin(dim=1) == labels).sum()
+    correct_norm = (mean_loss.view(-1, 4).argmin(dim=1) == labels).sum()
+    return torch.stack([correct, correct_norm, torch.tensor(len(batch), device=device)])
+
+
+# ---------------------------------------------------------------------------------------- samples
+def generate_samples(model: torch.nn.Module, enc, prompt: str, count: int, max_tokens: int, top_k: int,
+                     temperature: float, seed: int, device, autocast: Autocast) -> list[str]:
+    """``count`` continuations of ``prompt`` (texts exclude the prompt), top-k sampling at ``temperature``.
+
+    Deterministic for a seed: a private torch.Generator, never the global RNG. Padded vocabulary rows are never
+    sampled. The context is cropped to the model's block_size as the text grows.
+    """
+    block_size = model_block_size(model)
+    prompt_tokens = enc.encode(prompt) if prompt else [EOT]  # an empty prompt starts a fresh document
+    idx = torch.tensor(prompt_tokens, dtype=torch.long).unsqueeze(0).repeat(count, 1).to(device)
+    generator = torch.Generator(device=idx.device).manual_seed(seed)
+    vocab = enc.n_vocab
+    with _evaluating(model):
+        for _ in range(max_tokens):
+            with autocast():
+                logits, _ = model(idx[:, -block_size:])
+            logits = logits[:, -1, :vocab].float() / temperature
+            top_logits, top_ids = torch.topk(logits, min(top_k, vocab), dim=-1)
+            choice = torch.multinomial(F.softmax(top_logits, dim=-1), 1, generator=generator)
+            idx = torch.cat([idx, torch.gather(top_ids, -1, choice)], dim=1)
+    return [enc.decode(row[len(prompt_tokens):]) for row in idx.tolist()]
