@@ -111,7 +111,7 @@ def run_reference(v: Variant, cfg, total_steps: int, text: Path, work: Path) -> 
 
 def run_ours(v: Variant, config: Path, overrides: list[str], total_steps: int, work: Path, nproc: int):
     run_dir = work / v.name
-    sets = [*overrides, *v.args, f"schedule.max_steps={total_steps}"]
+    sets = [*overrides, *v.args]
     trainer = ["-m", "tui_trainer.training.train", "--config", str(config), "--run-dir", str(run_dir)]
     for s in sets:
         trainer += ["--set", s]
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DEFAULT_TEXT), help="Tiny Shakespeare text for the bench config")
     p.add_argument("--work-dir", help="keep logs and run dirs here (default: a temporary directory)")
     p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--refresh-peak", action="store_true", help="re-run the CPU peak probe instead of the cache")
     args = p.parse_args(argv)
 
     import torch
@@ -176,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     from tui_trainer.training.lib.peak import cpu_peak_flops
 
     text = Path(args.data)
+    total_steps = args.warmup + args.steps
     overrides = list(args.set)
+    # The run is exactly the benchmarked steps long; both loops follow the same learning-rate schedule.
+    warmup_lr = min(load_config(args.config, overrides).schedule.warmup_steps, total_steps)
+    overrides += [f"schedule.max_steps={total_steps}", f"schedule.warmup_steps={warmup_lr}"]
     cfg = load_config(args.config, overrides)
     if cfg.data.source == "shakespeare" and not cfg.data.path:
         overrides.append(f"data.path={json.dumps(str(text))}")
@@ -185,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     fpt = flops_per_token(cfg)
     known = variants()
     chosen = [known[name.strip()] for name in args.variants.split(",") if name.strip()]
-    total_steps = args.warmup + args.steps
     threads = torch.get_num_threads()
-    peaks = {d: cpu_peak_flops(getattr(torch, d), threads=max(1, threads // args.nproc)) * args.nproc
+    peaks = {d: cpu_peak_flops(getattr(torch, d), threads=max(1, threads // args.nproc),
+                               refresh=args.refresh_peak) * args.nproc
              for d in {v.dtype for v in chosen}}
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="train-bench-"))
     work.mkdir(parents=True, exist_ok=True)

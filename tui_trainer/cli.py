@@ -17,6 +17,7 @@ import argparse
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Sequence, TextIO
 
@@ -391,6 +392,18 @@ def _terminal_width() -> int:
         return 120
 
 
+class _Following:
+    """What a follow loop has read so far, so it carries on unchanged after a Ctrl-C answered 'continue'."""
+
+    def __init__(self, run: Run, out: TextIO):
+        self.follower = run.follower(0)
+        self.summary = RunSummary()
+        self.printer = ProgressPrinter(out)
+        self.pending: deque[dict] = deque()  # events read but not yet shown (a Ctrl-C may land mid-batch)
+        self.replayed = False
+        self.stopping = False
+
+
 def follow(run: Run, *, out: TextIO | None = None) -> int:
     """Replay the run's events, then follow them live until the run is over. Returns the exit code.
 
@@ -399,48 +412,13 @@ def follow(run: Run, *, out: TextIO | None = None) -> int:
     terminal); without a terminal it detaches.
     """
     out = out or sys.stdout
-    printer = ProgressPrinter(out)
-    follower = run.follower(0)
-    summary = RunSummary()
-    while batch := follower.poll(max_events=5000):
-        for event in batch:
-            summary.apply(event)
-    if summary.events:
-        _print_replay(printer, summary, follower.skipped)
-    printer.line(progress_line(summary, time.time()), force=True)
-    stopping = False
-    last_status_check = 0.0
+    state = _Following(run, out)
     while True:
         try:
-            events = follower.poll(max_events=5000)
-            for event in events:
-                summary.apply(event)
-                text = describe_event(event)
-                if text:
-                    printer.message(text)
-            if events:
-                printer.line(progress_line(summary, time.time()))
-                continue
-            now = time.monotonic()
-            if now - last_status_check >= 1.0 or follower.ended:
-                last_status_check = now
-                status = run.status()
-                if status.final:
-                    for event in follower.poll():  # anything written between the last poll and the exit
-                        summary.apply(event)
-                        text = describe_event(event)
-                        if text:
-                            printer.message(text)
-                    printer.line(progress_line(summary, time.time()), force=True)
-                    printer.finish()
-                    print(f"{run.id}: {status.label}" + (f" — {status.reason}" if status.reason else ""),
-                          file=out, flush=True)
-                    return STATE_EXIT.get(status.state, EXIT_FAILED)
-            printer.line(progress_line(summary, time.time()))
-            time.sleep(0.1)
+            return _follow_to_end(run, state, out)
         except KeyboardInterrupt:
-            printer.finish()
-            choice = _ask_on_interrupt(run, stopping)
+            state.printer.finish()
+            choice = _ask_on_interrupt(run, state.stopping)
             if choice == "detach":
                 print(f"detached; {run.id} keeps running — `gpt-console attach {run.id}` follows it again",
                       file=out, flush=True)
@@ -449,14 +427,56 @@ def follow(run: Run, *, out: TextIO | None = None) -> int:
                 from tui_trainer.runs.launcher import request_stop
                 try:
                     request_stop(run)
-                    stopping = True
-                    printer.message("stop requested: the trainer checkpoints at the next step boundary...")
+                    state.stopping = True
+                    state.printer.message("stop requested: the trainer checkpoints at the next step boundary...")
                 except RunNotRunning:
                     pass
             elif choice == "kill":
                 from tui_trainer.runs.launcher import kill_launch
                 kill_launch(run)
-                printer.message("killed")
+                state.printer.message("killed")
+
+
+def _follow_to_end(run: Run, state: _Following, out: TextIO) -> int:
+    follower, summary, printer = state.follower, state.summary, state.printer
+    if not state.replayed:
+        while batch := follower.poll(max_events=5000):
+            for event in batch:
+                summary.apply(event)
+        state.replayed = True
+        if summary.events:
+            _print_replay(printer, summary, follower.skipped)
+        printer.line(progress_line(summary, time.time()), force=True)
+
+    def show(events: list[dict]) -> None:
+        state.pending.extend(events)
+        while state.pending:
+            event = state.pending[0]
+            summary.apply(event)
+            state.pending.popleft()
+            text = describe_event(event)
+            if text:
+                printer.message(text)
+
+    last_status_check = 0.0
+    while True:
+        batch = follower.poll(max_events=5000)
+        show(batch)
+        if len(batch) == 5000:  # more is waiting: catch up before sleeping
+            continue
+        now = time.monotonic()
+        if now - last_status_check >= 1.0 or follower.ended:
+            last_status_check = now
+            status = run.status()
+            if status.final:
+                show(follower.poll())  # anything written between the last poll and the exit
+                printer.line(progress_line(summary, time.time()), force=True)
+                printer.finish()
+                print(f"{run.id}: {status.label}" + (f" — {status.reason}" if status.reason else ""),
+                      file=out, flush=True)
+                return STATE_EXIT.get(status.state, EXIT_FAILED)
+        printer.line(progress_line(summary, time.time()))
+        time.sleep(0.1)
 
 
 def _print_replay(printer: ProgressPrinter, s: RunSummary, skipped: int) -> None:

@@ -26,7 +26,9 @@ async def wait_for(pilot, condition: Callable[[], object], timeout: float = 10.0
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; screen "
+                                 f"{type(pilot.app.screen).__name__}, focused {pilot.app.focused!r}, "
+                                 f"notifications {notes(pilot.app)}")
         await pilot.pause(0.05)
 
 

@@ -138,3 +138,12 @@ def test_duration_estimate_comes_from_an_earlier_run_of_the_same_shape():
     # 10B tokens at 52,428.8 tok/s = 190,730 s ≈ 2d04h
     assert rows["est. duration"].startswith("2d04h")
     assert known_throughput(cfg, [("other", other)]) is None
+
+
+def test_lenient_config_keeps_good_values_while_a_cross_key_rule_fails():
+    doc = ConfigDocument("[optim]\nmicro_batch_size = 3\nmax_lr = \"fast\"\n[model]\nn_layer = 2\n")
+    v = doc.validate()
+    assert not v.ok and v.config is None
+    assert {p.key for p in v.problems} == {"optim.max_lr", "optim.total_batch_size"}
+    assert v.lenient.optim.micro_batch_size == 3 and v.lenient.model.n_layer == 2
+    assert v.lenient.optim.max_lr == TrainingConfig().optim.max_lr  # the bad value stays at its default

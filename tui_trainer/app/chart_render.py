@@ -1,8 +1,13 @@
-"""Draw a chart of Series into an ANSI string with plotext. No Textual here, so it is benchmarked and tested alone.
+"""Draw a chart of Series as Rich Text: braille lines, axes with round ticks, legend, reference lines.
 
-Every line is thinned to the plot's width before plotext sees it (plotext's cost grows with points), EMA
-smoothing draws the raw line faint underneath, log-y hides non-positive values, and the x axis is step, tokens
-or training wall time, with resume points marked.
+No Textual here, so it is benchmarked and tested alone. Every line is thinned to the canvas's dot columns by
+per-bucket min/max before it is rasterised (spikes survive, cost is O(points) in numpy, then O(columns)).
+EMA smoothing draws the raw line faint underneath; log-y hides non-positive values; the x axis is step, tokens
+or training wall time; resume points are marked with a dotted vertical line.
+
+This replaced plotext (through textual-plotext): a 1M-point frame took 30–90 ms there on this machine, nearly all
+of it in plotext's per-dot Python code; here the rasteriser is a handful of array operations
+(benchmarks/console_bench.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -11,8 +16,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from rich.style import Style
+from rich.text import Text
 
+from tui_trainer.app.braille import DotCanvas
 from tui_trainer.app.series import Series, positive_only, thin
+from tui_trainer.app.ticks import format_ticks, linear_ticks, log_ticks
 
 RGB = tuple[int, int, int]
 
@@ -36,7 +45,7 @@ class ChartSpec:
     lines: list[Line] = field(default_factory=list)
     hlines: list[tuple[float, str, RGB]] = field(default_factory=list)  # reference lines (value, label, color)
     resume_steps: list[int] = field(default_factory=list)
-    ylim: tuple[float, float] | None = None
+    ylim: tuple[float, float] | None = None  # at least this range is shown (data outside widens it)
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,20 @@ class Colors:
     foreground: RGB = (220, 220, 220)
 
 
+MAX_MARKERS = 64  # sparse series get a ● per point up to this many points
+
+
 def blend(color: RGB, background: RGB, amount: float) -> RGB:
     """``amount`` of ``color`` over ``background`` (how the raw line goes faint under its EMA)."""
     return tuple(int(round(c * amount + b * (1 - amount))) for c, b in zip(color, background))  # type: ignore
 
 
-_AXIS_LABEL = {"step": "step", "tokens": "tokens", "wall": "wall"}
+def has_data(spec: ChartSpec) -> bool:
+    return any(len(line.series) for line in spec.lines)
 
 
 def _x_scale(axis: str, x_max: float) -> tuple[float, str]:
-    """Divide big x values into readable units (plotext prints raw floats on its ticks)."""
+    """Divide big x values into readable units."""
     if axis == "tokens":
         for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
             if x_max >= 10 * div:
@@ -76,83 +89,162 @@ def _x_scale(axis: str, x_max: float) -> tuple[float, str]:
     return 1.0, "step"
 
 
-def has_data(spec: ChartSpec) -> bool:
-    return any(len(line.series) for line in spec.lines)
+@dataclass
+class _Layer:
+    segments: list[tuple[np.ndarray, np.ndarray]]  # finite runs of (x, y), y already log10 for log-y
+    color: RGB
+    label: str | None
+    markers: bool
 
 
-def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int,
-                 colors: Colors = Colors(), plot=None) -> str:
-    """The chart as ANSI text of ``width`` × ``height`` cells. ``plot`` is a reusable textual_plotext Plot."""
-    if plot is None:
-        from textual_plotext.plot import Plot
-        plot = Plot()
-    plot.clear_figure()
-    plot.clear_data()
-    width, height = max(10, width), max(5, height)
-    plot.plotsize(width, height)
-    plot._set_size(width, height)  # textual-plotext does both; plotext ignores plotsize alone on re-use
-    plot.canvas_color(colors.background)
-    plot.axes_color(colors.background)
-    plot.ticks_color(colors.foreground)
-
-    buckets = max(8, width - 10)  # the y tick labels take ~10 columns
-    x_max = 0.0
-    for line in spec.lines:
-        x = line.series.x(options.x_axis)
-        if len(x):
-            finite = x[np.isfinite(x)]
-            if len(finite):
-                x_max = max(x_max, float(finite[-1]))
-    div, x_label = _x_scale(options.x_axis, x_max)
-
-    y_lo, y_hi = math.inf, -math.inf
+def _layers(spec: ChartSpec, options: ChartOptions, colors: Colors, buckets: int) -> list[_Layer]:
+    layers = []
     for line in spec.lines:
         series = line.series
         if not len(series):
             continue
-        x = series.x(options.x_axis) / div
+        x = series.x(options.x_axis)
         if options.ema and not line.sparse and len(series) > 2:
             # The raw line stays visible but faint, so smoothing never hides a spike.
-            layers = [(series.values(), blend(line.color, colors.background, 0.35), None),
+            wanted = [(series.values(), blend(line.color, colors.background, 0.35), None),
                       (series.ema(), line.color, f"{line.label} (EMA)")]
         else:
-            layers = [(series.values(), line.color, line.label)]
-        for values, color, label in layers:
-            y = positive_only(values) if options.log_y else values
-            thinned = thin(x, y, buckets)
-            labelled = False
-            for xs, ys in thinned.segments():
-                y_lo, y_hi = min(y_lo, min(ys)), max(y_hi, max(ys))
-                plot.plot(xs, ys, marker="braille", color=color, label=None if labelled else label)
-                labelled = labelled or label is not None
-                if line.sparse and len(xs) <= 64:
-                    plot.scatter(xs, ys, marker="●", color=color)
+            wanted = [(series.values(), line.color, line.label)]
+        for values, color, label in wanted:
+            y = np.log10(positive_only(values)) if options.log_y else values
+            segments = thin(x, y, buckets).segment_arrays()
+            layers.append(_Layer(segments, color, label, line.sparse and len(series) <= MAX_MARKERS))
+    return layers
 
-    for value, label, color in spec.hlines:
-        if not options.log_y or value > 0:
-            plot.hline(value, color=color)
-            y_lo, y_hi = min(y_lo, value), max(y_hi, value)
+
+def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int,
+                 colors: Colors = Colors()) -> Text:
+    """The chart as ``height`` lines of ``width`` cells."""
+    width, height = max(24, width), max(6, height)
+    layers = _layers(spec, options, colors, buckets=2 * width)
+
+    # ------------------------------------------------------------------------------------------- ranges
+    xs = [seg[0] for layer in layers for seg in layer.segments]
+    ys = [seg[1] for layer in layers for seg in layer.segments]
+    x0 = min((float(a[0]) for a in xs), default=0.0)
+    x1 = max((float(a[-1]) for a in xs), default=1.0)
+    if x1 <= x0:
+        x0, x1 = x0 - 0.5, x1 + 0.5
+    div, x_label = _x_scale(options.x_axis, x1)
+
+    def to_y(v: float) -> float:
+        return math.log10(v) if options.log_y else v
+
+    refs = [(to_y(v), label, color) for v, label, color in spec.hlines if not options.log_y or v > 0]
+    y_values = [float(a.min()) for a in ys] + [float(a.max()) for a in ys] + [r[0] for r in refs]
+    if spec.ylim is not None and not options.log_y:
+        y_values += list(spec.ylim)
+    y0, y1 = (min(y_values), max(y_values)) if y_values else (0.0, 1.0)
+    pad = (y1 - y0) * 0.05 or (abs(y0) * 0.05 or 0.5)
+    y0, y1 = y0 - pad, y1 + pad
+
+    plot_h = height - 3  # title above; axis line and tick labels below
+    y_ticks = (log_ticks if options.log_y else linear_ticks)(y0, y1, max(2, plot_h // 3))
+    y_labels = format_ticks([10 ** t for t in y_ticks] if options.log_y else y_ticks)
+    label_w = max((len(s) for s in y_labels), default=1)
+    plot_w = max(4, width - label_w - 1)
+    canvas = DotCanvas(plot_w, plot_h)
+
+    def col(x: np.ndarray | float):
+        return (np.asarray(x, dtype=np.float64) - x0) / (x1 - x0) * (canvas.dots_x - 1)
+
+    def row(y: np.ndarray | float):
+        return (y1 - np.asarray(y, dtype=np.float64)) / (y1 - y0) * (canvas.dots_y - 1)
+
+    # ------------------------------------------------------------------------------------------ drawing
+    faint = blend(colors.foreground, colors.background, 0.35)
     if options.x_axis == "step":
         for step in spec.resume_steps:
-            plot.vline(step, color=blend(colors.foreground, colors.background, 0.4))
+            canvas.vline(float(col(step)), faint)
+    for value, _, color in refs:
+        canvas.hline(float(row(value)), color, dashed=True)
+    for layer in layers:
+        for sx, sy in layer.segments:
+            canvas.polyline(col(sx), row(sy), layer.color)
+            if layer.markers:
+                for px, py in zip(col(sx).tolist(), row(sy).tolist()):
+                    canvas.mark(px, py, "●", layer.color)
+    for value, label, color in refs:  # name the reference lines at their right end
+        if label:
+            canvas.text(int(row(value)) // 4, plot_w - len(label) - 1, label, color)
+    legend_col = 1
+    for layer in layers:
+        if layer.label and legend_col + len(layer.label) + 3 <= plot_w:
+            canvas.text(0, legend_col, "━ " + layer.label, layer.color)
+            legend_col += len(layer.label) + 4
 
-    # plotext mis-builds the legend when ylim and a log scale meet (IndexError), so log-y lets it autoscale.
-    if spec.ylim is not None and not options.log_y:
-        lo, hi = spec.ylim
-        plot.ylim(min(lo, y_lo) if math.isfinite(y_lo) else lo, max(hi, y_hi) if math.isfinite(y_hi) else hi)
-    elif math.isfinite(y_lo) and y_lo == y_hi and not options.log_y:
-        pad = abs(y_lo) * 0.05 or 0.5
-        plot.ylim(y_lo - pad, y_hi + pad)
-    if options.log_y:
-        plot.yscale("log")
+    # ------------------------------------------------------------------------------------------ framing
+    axis_style = Style(color=_rgb(blend(colors.foreground, colors.background, 0.75)))
+    styles: dict[RGB, Style] = {}
+    text = Text(no_wrap=True, end="")
+
     smoothed = options.ema and any(not line.sparse for line in spec.lines)
     title = spec.title + (" · log" if options.log_y else "") + (" · EMA" if smoothed else "")
     nonfinite = sum(line.series.nonfinite for line in spec.lines)
     if nonfinite:
         title += f" · {nonfinite} NaN/inf"
-    room = width - 14  # plotext silently drops a title wider than its canvas (width less the y tick labels)
-    if len(title) > room:
-        title = title[: max(1, room - 1)] + "…"
-    plot.title(title)
-    plot.xlabel(x_label)
-    return plot.build()
+    if len(title) > width:
+        title = title[: width - 1] + "…"
+    text.append(title.center(width)[:width], style="bold")
+    text.append("\n")
+
+    tick_rows = {}
+    for value, label in zip(y_ticks, y_labels):
+        r = int(round(float(row(value)) / 4 - 0.375))
+        if 0 <= r < plot_h:
+            tick_rows.setdefault(r, label)
+    chars, cell_colors = canvas.cells()
+    for r in range(plot_h):
+        label = tick_rows.get(r)
+        text.append((label or "").rjust(label_w) + ("┤" if label is not None else "│"), style=axis_style)
+        _append_cells(text, chars[r], cell_colors[r], styles)
+        text.append("\n")
+
+    x_ticks = linear_ticks(x0 / div, x1 / div, max(2, plot_w // 12))
+    x_labels = format_ticks(x_ticks) if options.x_axis != "step" or div != 1 else \
+        [f"{t:.0f}" if float(t).is_integer() else f"{t:g}" for t in x_ticks]
+    axis = ["─"] * plot_w
+    under = [" "] * (plot_w + label_w + 1)
+    taken_until = -1
+    for value, label in zip(x_ticks, x_labels):
+        c = int(round(float(col(value * div)) / 2))
+        if 0 <= c < plot_w:
+            axis[c] = "┬"
+            start = max(0, min(label_w + 1 + c - len(label) // 2, len(under) - len(label)))
+            if start > taken_until:
+                under[start:start + len(label)] = list(label)
+                taken_until = start + len(label)
+    if taken_until + len(x_label) + 2 <= len(under):
+        under[len(under) - len(x_label):] = list(x_label)
+    text.append(" " * label_w + "└" + "".join(axis), style=axis_style)
+    text.append("\n")
+    text.append("".join(under), style=axis_style)
+    return text
+
+
+def _rgb(color: RGB) -> str:
+    return f"rgb({color[0]},{color[1]},{color[2]})"
+
+
+def _append_cells(text: Text, chars: list[str], colors: list, styles: dict) -> None:
+    """Append one row, one span per run of same-coloured cells."""
+    start = 0
+    n = len(chars)
+    while start < n:
+        color = colors[start]
+        end = start + 1
+        while end < n and colors[end] == color:
+            end += 1
+        if color is None:
+            text.append("".join(chars[start:end]))
+        else:
+            style = styles.get(color)
+            if style is None:
+                style = styles[color] = Style(color=_rgb(color))
+            text.append("".join(chars[start:end]), style=style)
+        start = end

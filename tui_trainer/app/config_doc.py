@@ -30,6 +30,9 @@ class Validation:
     """The result of validating the current text: a config when valid, every problem otherwise."""
     config: TrainingConfig | None
     problems: list[ConfigProblem] = field(default_factory=list)
+    # Every value that is fine on its own (right type, in range), even while a rule between keys fails:
+    # what the derived panel shows, so it follows each edit instead of freezing at the last valid config.
+    lenient: TrainingConfig | None = None
 
     @property
     def ok(self) -> bool:
@@ -40,6 +43,28 @@ class Validation:
         for p in self.problems:
             out.setdefault(p.key, []).append(p)
         return out
+
+
+def lenient_config(data: dict[str, Any]) -> TrainingConfig:
+    """A config from every value that passes its own field check; the rest stay at their defaults."""
+    cfg = TrainingConfig()
+    for section, table in data.items():
+        if not isinstance(table, dict) or not hasattr(cfg, section):
+            continue
+        for name, value in table.items():
+            spec = SCHEMA.get(f"{section}.{name}")
+            if spec is not None and _field_ok(spec, value):
+                setattr(getattr(cfg, section), name, float(value) if spec.type is float else value)
+    return cfg
+
+
+def _field_ok(spec: FieldSpec, value: Any) -> bool:
+    """Does ``value`` pass the validator's checks for this one key? (Rules between keys are not asked.)"""
+    try:
+        config_from_dict({spec.section: {spec.name: value}})
+    except ConfigError as e:
+        return all(p.key != spec.key for p in e.problems)
+    return True
 
 
 class InputProblem(ValueError):
@@ -189,9 +214,13 @@ class ConfigDocument:
             return Validation(None, [self._syntax])
         try:
             data = parse_toml_text(self.text, str(self.path or ""))
-            return Validation(config_from_dict(data, str(self.path or "")))
         except ConfigError as e:
             return Validation(None, list(e.problems))
+        try:
+            cfg = config_from_dict(data, str(self.path or ""))
+            return Validation(cfg, [], cfg)
+        except ConfigError as e:
+            return Validation(None, list(e.problems), lenient_config(data))
 
     # -------------------------------------------------------------------------------------------- output
     def diff(self) -> str:

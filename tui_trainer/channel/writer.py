@@ -124,6 +124,8 @@ class EventWriter:
         if drops:
             batch.append({"t": time.time(), "type": "log", "level": "warning",
                           "message": f"event writer fell behind and dropped {drops} event(s)"})
+        if not batch:  # close() with nothing queued: writing "\n" would leave a blank line in the log
+            return
         lines = []
         for event in batch:
             record = {"v": SCHEMA_VERSION, "seq": self._next_seq, **event}

@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(args.run_dir or os.environ.get(ENV_RUN_DIR) or f"runs/manual-{Path(args.config).stem}")
+    run_dir = Path(args.run_dir or os.environ.get(ENV_RUN_DIR) or f"runs/manual-{Path(args.config).stem}").absolute()
     stop = StopFlag()
     install_stop_handlers(stop)
     from tui_trainer.training.lib.distributed import setup_distributed, teardown_distributed, under_torchrun

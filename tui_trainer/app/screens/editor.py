@@ -76,7 +76,7 @@ class EditorScreen(Screen):
         super().__init__()
         self.doc = doc
         self.validation: Validation = doc.validate()
-        self._last_good = self.validation.config
+        self._last_good = self.validation.lenient
         self._input_problems: dict[str, ConfigProblem] = {}
         self._throughput: Throughput | None = None
         self._text_timer = None
@@ -161,8 +161,8 @@ class EditorScreen(Screen):
     # ---------------------------------------------------------------------------------------- refresh
     def _refresh_all(self, *, sync_form: bool) -> None:
         self.validation = self.doc.validate()
-        if self.validation.config is not None:
-            self._last_good = self.validation.config
+        if self.validation.lenient is not None:
+            self._last_good = self.validation.lenient
         problems = list(self._input_problems.values()) + [
             p for p in self.validation.problems if p.key not in self._input_problems]
         by_key: dict[str, list[ConfigProblem]] = {}
@@ -181,15 +181,17 @@ class EditorScreen(Screen):
         self._show_title()
 
     def _show_derived(self) -> None:
-        cfg = self.validation.config or self._last_good
         panel = self.query_one("#derived", Static)
+        cfg, fresh = self.validation.lenient, True
+        if cfg is None:  # the text does not parse: keep showing what it last meant
+            cfg, fresh = self._last_good, False
         if cfg is None:
-            panel.update(Text("Derived figures appear once the config is valid.", style="dim"))
+            panel.update(Text("Derived figures appear once the TOML parses.", style="dim"))
             return
-        stale = self.validation.config is None
-        body = derived_table(derived_lines(cfg, self._throughput), stale)
-        head = Text("Derived" + (" (last valid config)" if stale else ""), style="bold")
-        panel.update(Group(head, body))
+        note = "" if self.validation.ok else " (of the values that pass their own checks)" if fresh else \
+            " (last readable text)"
+        body = derived_table(derived_lines(cfg, self._throughput), not fresh)
+        panel.update(Group(Text("Derived" + note, style="bold"), body))
 
     def _show_title(self) -> None:
         doc = self.doc
@@ -204,7 +206,7 @@ class EditorScreen(Screen):
     @work(thread=True, exclusive=True, group="throughput")
     def _find_throughput(self) -> None:
         """Look for an earlier run of the same shape (its tok/s gives the duration estimate)."""
-        cfg = self.validation.config or self._last_good
+        cfg = self.validation.lenient or self._last_good
         model = getattr(self.app, "runs_model", None)
         if cfg is None or model is None:
             return

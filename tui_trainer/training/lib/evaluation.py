@@ -19,8 +19,8 @@ from .tokenizer import EOT, get_tokenizer
 
 Autocast = Callable[[], ContextManager]
 
-# Tokens per HellaSwag forward (rows × padded length): big enough to batch several examples, small enough that
-# the (tokens × 50304) logits stay a few hundred MB.
+# Tokens per HellaSwag forward (rows × padded length): enough to batch several examples, small enough that
+# activations (and the logits of models without a hidden_states method) stay a few hundred MB.
 HELLASWAG_BATCH_TOKENS = 4096
 
 
@@ -43,6 +43,18 @@ def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def logits_at(model: torch.nn.Module, idx: torch.Tensor, rows: torch.Tensor | slice,
+              positions: torch.Tensor | int) -> torch.Tensor:
+    """Logits at ``(rows, positions)`` of ``idx`` only. When the model exposes ``hidden_states`` and
+    ``lm_head`` (our GPT does), the 50304-wide head runs on just those positions — for HellaSwag the endings,
+    for sampling the last token — instead of materialising logits for every position."""
+    hidden_states, head = getattr(model, "hidden_states", None), getattr(model, "lm_head", None)
+    if callable(hidden_states) and head is not None:
+        return head(hidden_states(idx)[rows, positions])
+    logits, _ = model(idx)
+    return logits[rows, positions]
 
 
 def model_block_size(model: torch.nn.Module) -> int:
@@ -121,8 +133,8 @@ def _score_batch(model, batch: list, device, autocast: Autocast) -> torch.Tensor
     tokens = tokens.to(device, non_blocking=True)
     pair_rows_d = pair_rows.to(device, non_blocking=True)
     with autocast():
-        logits, _ = model(tokens)
-    picked = logits[pair_rows_d, pair_next.to(device, non_blocking=True)].float()
+        picked = logits_at(model, tokens, pair_rows_d, pair_next.to(device, non_blocking=True))
+    picked = picked.float()
     losses = F.cross_entropy(picked, pair_targets.to(device, non_blocking=True), reduction="none")
     sum_loss = torch.zeros(len(rows), dtype=torch.float32, device=device).index_add_(0, pair_rows_d, losses)
     mean_loss = sum_loss / ending_lengths.to(device, non_blocking=True)
@@ -148,8 +160,8 @@ def generate_samples(model: torch.nn.Module, enc, prompt: str, count: int, max_t
     with _evaluating(model):
         for _ in range(max_tokens):
             with autocast():
-                logits, _ = model(idx[:, -block_size:])
-            logits = logits[:, -1, :vocab].float() / temperature
+                logits = logits_at(model, idx[:, -block_size:], slice(None), -1)
+            logits = logits[:, :vocab].float() / temperature
             top_logits, top_ids = torch.topk(logits, min(top_k, vocab), dim=-1)
             choice = torch.multinomial(F.softmax(top_logits, dim=-1), 1, generator=generator)
             idx = torch.cat([idx, torch.gather(top_ids, -1, choice)], dim=1)

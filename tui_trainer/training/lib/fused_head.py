@@ -54,14 +54,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
             stop = min(start + chunk_rows, n_rows)
             rows = torch.arange(stop - start, device=x.device)
             y = targets[start:stop]
-            logp = torch.log_softmax(x[start:stop] @ w.t(), dim=-1, dtype=torch.float32)
-            logp_y = logp[rows, y]
-            row_losses[start:stop] = logp_y.neg()
+            logits = (x[start:stop] @ w.t()).float()
+            probs = torch.softmax(logits, dim=-1)
+            # log-sum-exp from the softmax itself: the largest probability sits at the largest logit, so
+            # lse = max(logit) - log(max(prob)), exact in fp32 however small p_y gets (no extra exp pass).
+            lse = logits.amax(dim=-1) - probs.amax(dim=-1).log()
+            row_losses[start:stop] = lse - logits[rows, y]
             if want_grad:
                 g = grad_logits[start:stop]
-                torch.exp(logp, out=logp)
-                g.copy_(logp)
-                g[rows, y] = (logp_y.exp() - 1.0).to(compute_dtype)  # p_y - 1 in fp32, then rounded once
+                g.copy_(probs)
+                g[rows, y] = (probs[rows, y] - 1.0).to(compute_dtype)  # p_y - 1 in fp32, then rounded once
         if want_grad:
             ctx.save_for_backward(x, w, grad_logits)
             ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
