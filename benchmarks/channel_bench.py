@@ -72,7 +72,7 @@ import json, resource, sys, time
 sys.path.insert(0, {str(ROOT)!r})
 from tui_trainer.channel.follower import EventFollower
 from tui_trainer.channel.summary import RunSummary
-t0 = time.perf_counter(); n = 0; s = RunSummary()
+t0 = time.perf_counter(); c0 = time.process_time(); n = 0; s = RunSummary()
 if not {only_import}:
     f = EventFollower({str(path)!r})
     while True:
@@ -81,7 +81,7 @@ if not {only_import}:
         n += len(b)
         for e in b: s.apply(e)
 dt = time.perf_counter() - t0
-print(json.dumps({{"events": n, "seconds": dt, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({{"events": n, "seconds": dt, "cpu_seconds": time.process_time() - c0, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                   "step": s.step, "ended": s.ended}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -95,6 +95,7 @@ def writer_cost(n: int, directory: Path) -> dict:
     payload = dict(loss=3.2812, lr=6e-4, grad_norm=0.41, dt=0.331, tok_per_s=1.58e6, tokens=1, mfu=0.41)
     per_call = []
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     for i in range(n):
         c0 = time.perf_counter_ns()
         writer.emit("step", step=i, **payload)
@@ -102,11 +103,12 @@ def writer_cost(n: int, directory: Path) -> dict:
     emitted = time.perf_counter() - t0
     writer.close(timeout=60)
     total = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0  # caller + writer thread: the whole CPU price of the events
     lines = sum(1 for _ in open(path, "rb"))
     per_call.sort()
     return {"events": n, "lines": lines, "dropped": writer.dropped, "emit_mean_us": emitted / n * 1e6,
             "emit_p50_us": per_call[n // 2] / 1e3, "emit_p99_us": per_call[int(n * 0.99)] / 1e3,
-            "flushed_events_per_s": n / total}
+            "flushed_events_per_s": n / total, "cpu_us_per_event": cpu / n * 1e6}
 
 
 def latency(directory: Path, count: int = 200, interval: float = 0.02, poll: float = 0.1) -> dict:
@@ -146,7 +148,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--writer-events", type=int, default=100_000)
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         log = tmp / "events.jsonl"
@@ -161,12 +163,15 @@ def main() -> None:
               f"{best['seconds']:.2f} s = {best['events'] / best['seconds']:,.0f} events/s "
               f"({size / best['seconds'] / 1e6:.0f} MB/s); all runs: "
               + ", ".join(f"{r['seconds']:.2f} s" for r in runs))
+        print(f"replay CPU time (user+sys, insensitive to other load): {best['cpu_seconds']:.2f} s = "
+              f"{best['events'] / best['cpu_seconds']:,.0f} events per CPU-second")
         print(f"peak RSS: {best['maxrss_kb'] / 1024:.1f} MiB (a process that only imports: "
               f"{base['maxrss_kb'] / 1024:.1f} MiB); summary ended={best['ended']} step={best['step']}")
         w = writer_cost(args.writer_events, tmp)
         print(f"EventWriter.emit: mean {w['emit_mean_us']:.2f} us, p50 {w['emit_p50_us']:.2f} us, "
               f"p99 {w['emit_p99_us']:.2f} us per event (caller side); {w['flushed_events_per_s']:,.0f} events/s "
-              f"written+flushed; {w['lines']:,} lines, {w['dropped']} dropped")
+              f"written+flushed; total CPU (caller + writer thread) {w['cpu_us_per_event']:.1f} us per event; "
+              f"{w['lines']:,} lines, {w['dropped']} dropped")
         lat = latency(tmp)
         print(f"latency emit -> visible in a follower polling every {lat['poll_s'] * 1e3:.0f} ms: p50 "
               f"{lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms, "

@@ -8,10 +8,13 @@ Figures go to stdout; docs/benchmarks.md ("Console") records a run on the refere
 - cold start: a child process opens the console in a pseudo-terminal (Textual's real terminal driver) on an
   empty runs root, exits right after its first frame is drawn, and reports the time from interpreter start to
   that frame; the parent also reports the child's whole wall time (interpreter start to exit).
-- chart: one MetricChart frame (thinning + plotext) with a 1M-point train loss (+ EMA layer) and a
-  20k-point val loss at 120×30 cells, for each x axis and with/without EMA and log-y.
+- chart: one chart frame (thinning + braille rasterising + Rich Text) with a 1M-point train loss (+ its EMA
+  layer) and a 20k-point val loss at 120×30 cells, for each x axis, with/without EMA and log-y; the median of
+  5 frames each.
 - burst: a dashboard open on a live run while a writer appends events at a fixed rate; reports how many
   RunUpdated messages the UI handled for how many events, and how far behind the UI was when the writer stopped.
+- replay: a dashboard opened on a finished run of 1M step events: time until all of it is shown, and the
+  longest pause between UI updates meanwhile (the UI keeps drawing while the follower thread folds).
 """
 
 from __future__ import annotations
@@ -125,7 +128,6 @@ def bench_chart(points: int = 1_000_000, width: int = 120, height: int = 30, rep
 
     from tui_trainer.app.chart_render import PALETTE, ChartOptions, ChartSpec, Colors, Line, render_chart
     from tui_trainer.app.series import Series
-    from textual_plotext.plot import Plot
 
     rng = np.random.default_rng(0)
     loss = 3 + 8 * np.exp(-np.arange(points) / (points / 5)) + 0.2 * rng.standard_normal(points)
@@ -140,7 +142,6 @@ def bench_chart(points: int = 1_000_000, width: int = 120, height: int = 30, rep
     append_s = time.perf_counter() - t0
     spec = ChartSpec("loss", [Line("train", train, PALETTE[0]), Line("val", val, PALETTE[1], sparse=True)],
                      resume_steps=[points // 4])
-    plot = Plot()
     frames = {}
     for axis in ("step", "tokens", "wall"):
         for ema in (True, False):
@@ -149,7 +150,7 @@ def bench_chart(points: int = 1_000_000, width: int = 120, height: int = 30, rep
                 times = []
                 for _ in range(repeats):
                     t = time.perf_counter()
-                    render_chart(spec, opts, width, height, Colors(), plot=plot)
+                    render_chart(spec, opts, width, height, Colors())
                     times.append(time.perf_counter() - t)
                 frames[f"{axis}{' ema' if ema else ''}{' log' if log_y else ''}"] = 1000 * statistics.median(times)
     return {"points": points, "val_points": len(val), "size": f"{width}x{height}",
@@ -226,11 +227,68 @@ def bench_burst(rate: int = 500, seconds: float = 10.0) -> dict:
     return asyncio.run(main())
 
 
+def bench_replay(events: int = 1_000_000) -> dict:
+    """Open a dashboard on a finished run with ``events`` step events: time to the last step shown."""
+    import asyncio
+
+    from tui_trainer.app.console import GptConsole
+    from tui_trainer.app.messages import RunUpdated
+    from tui_trainer.app.screens.dashboard import DashboardScreen
+    from tui_trainer.runs import RunStore
+
+    tmp = tempfile.mkdtemp()
+    store = RunStore(Path(tmp) / "runs")
+    run = store.create("replay")
+    t0 = time.time() - events
+    with open(run.dir / "events.jsonl", "w") as f:
+        f.write(json.dumps({"v": 1, "seq": 0, "t": t0, "type": "run_start", "config": {}, "trainer": "train",
+                            "params": 1, "world_size": 1, "device": "cpu", "device_name": "cpu",
+                            "dtype": "float32", "grad_accum_steps": 1, "max_steps": events, "start_step": 0,
+                            "resumed_from_step": None, "peak_flops": None}) + "\n")
+        for step in range(events):
+            f.write(json.dumps({"v": 1, "seq": step + 1, "t": t0 + step, "type": "step", "step": step,
+                                "loss": 3 + math.exp(-step / 1e5), "lr": 6e-4, "grad_norm": 1.0, "dt": 1.0,
+                                "tok_per_s": 5e5, "tokens": (step + 1) * 524288, "mfu": 0.4}) + "\n")
+        f.write(json.dumps({"v": 1, "seq": events + 1, "t": t0 + events, "type": "run_end",
+                            "status": "finished", "reason": "max_steps", "step": events - 1}) + "\n")
+    size_mb = (run.dir / "events.jsonl").stat().st_size / 1e6
+    stats = {"handled": 0, "max_gap": 0.0, "last": None}
+
+    def hook(message) -> None:
+        if isinstance(message, RunUpdated):
+            now = time.perf_counter()
+            if stats["last"] is not None:
+                stats["max_gap"] = max(stats["max_gap"], now - stats["last"])
+            stats["last"] = now
+            stats["handled"] += 1
+
+    async def main() -> dict:
+        app = GptConsole(runs_root=str(store.root))
+        async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
+            await pilot.pause(0.2)
+            t = time.perf_counter()
+            app.open_run(run.id)
+            await pilot.pause(0)
+            screen = app.screen
+            assert isinstance(screen, DashboardScreen)
+            while screen.view.end_status is None:
+                await pilot.pause(0.02)
+            replay = time.perf_counter() - t
+            return {"events": events, "log_mb": round(size_mb, 1), "replay_s": replay,
+                    "events_per_s": events / replay, "ui_updates": stats["handled"],
+                    "longest_gap_between_ui_updates_ms": 1000 * stats["max_gap"]}
+
+    return asyncio.run(main())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("cold", "chart", "burst"))
+    parser.add_argument("--only", choices=("cold", "chart", "burst", "replay"))
     parser.add_argument("--config", help="cold start with this config open in the editor")
     args = parser.parse_args(argv)
+    # Other work on the machine skews every figure: say how busy it was.
+    print("load average (1/5/15 min) at start:", " ".join(f"{x:.2f}" for x in os.getloadavg()),
+          f"on {os.cpu_count()} CPUs")
     if args.only in (None, "cold"):
         print("cold start (baseline: minimal Textual + plotext app):",
               json.dumps(bench_cold_start(child="_baseline_child"), indent=1))
@@ -242,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         print("chart frame:", json.dumps(bench_chart(), indent=1))
     if args.only in (None, "burst"):
         print("event burst:", json.dumps(bench_burst(), indent=1))
+    if args.only in (None, "replay"):
+        print("replay:", json.dumps(bench_replay(), indent=1))
 
 
 if __name__ == "__main__":

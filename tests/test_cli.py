@@ -80,3 +80,18 @@ def test_cli_never_imports_torch():
     code = "import sys, tui_trainer.cli, tui_trainer.runs.launcher; print('torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "False"
+
+
+def test_prepare_delegates_to_the_data_preparation(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(10):  # one document per file
+        (corpus / f"{i}.txt").write_text(f"Document {i}. To be, or not to be, that is the question.\n" * 50)
+    config = tmp_path / "c.toml"
+    config.write_text(f'[data]\nsource = "files"\npath = "{corpus}"\ncache_dir = "{tmp_path / "cache"}"\n'
+                      "val_fraction = 0.2\n")
+    r = cli("prepare", str(config))
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "cache").rglob("manifest.json"))
+    r = cli("prepare", str(config), "--set", f'data.path="{tmp_path / "missing.txt"}"')
+    assert r.returncode != 0 and "missing.txt" in r.stderr and "Traceback" not in r.stderr

@@ -16,7 +16,8 @@ from tui_trainer.training.lib.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-PRESETS = sorted((REPO / "configs").glob("*.toml"))
+# The shipped presets (other configs in configs/, e.g. the speed benchmark's, have owners of their own).
+PRESETS = [REPO / "configs" / name for name in ("default.toml", "shakespeare.toml", "gpt2-124m.toml")]
 
 
 def problems_of(data: dict) -> list[str]:
@@ -170,10 +171,6 @@ def test_presets_load_and_comment_every_key(preset):
         if re.match(r"^\s*[A-Za-z_]\w*\s*=", line):
             has_comment = "#" in line.split("=", 1)[1] or (i > 0 and lines[i - 1].strip().startswith("#"))
             assert has_comment, f"{preset.name}:{i + 1}: {line!r} has no comment"
-
-
-def test_presets_exist():
-    assert {p.name for p in PRESETS} >= {"default.toml", "shakespeare.toml", "gpt2-124m.toml"}
 
 
 def test_gpt2_124m_preset_is_the_reproduction():

@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", help="prepare a config's token shards ahead of a run")
     p.add_argument("config", metavar="CONFIG")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument("--hellaswag", action="store_true", help="also fetch and check the HellaSwag file")
     return parser
 
 
@@ -334,6 +335,8 @@ def cmd_prepare(args) -> int:
     argv = ["--config", args.config]
     for override in args.overrides:
         argv += ["--set", override]
+    if args.hellaswag:
+        argv.append("--hellaswag")
     return int(prepare_main(argv) or 0)
 
 
@@ -470,7 +473,8 @@ def _follow_to_end(run: Run, state: _Following, out: TextIO) -> int:
             status = run.status()
             if status.final:
                 show(follower.poll())  # anything written between the last poll and the exit
-                printer.line(progress_line(summary, time.time()), force=True)
+                if summary.step is not None:
+                    printer.line(progress_line(summary, time.time()), force=True)
                 printer.finish()
                 print(f"{run.id}: {status.label}" + (f" — {status.reason}" if status.reason else ""),
                       file=out, flush=True)

@@ -35,7 +35,8 @@ def trained():
 def save(root, step, cfg, model, opt, keep_last=0):
     return save_checkpoint(root, step, model=model, optimizer=opt, data_state={"position": step},
                            rng=gather_rng_states(torch.device("cpu")), config=config_to_dict(cfg),
-                           config_toml=config_to_toml(cfg), tokens=step * 256, keep_last=keep_last)
+                           config_toml=config_to_toml(cfg), tokens=step * 256, evals_done=True,
+                           keep_last=keep_last)
 
 
 def test_round_trip(tmp_path, trained):

@@ -20,8 +20,8 @@ from rich.style import Style
 from rich.text import Text
 
 from tui_trainer.app.braille import DotCanvas
-from tui_trainer.app.series import Series, positive_only, thin
-from tui_trainer.app.ticks import format_ticks, linear_ticks, log_ticks
+from tui_trainer.app.series import Series, Thinned, positive_only, thin
+from tui_trainer.app.ticks import format_log_ticks, format_ticks, linear_ticks, log_ticks
 
 RGB = tuple[int, int, int]
 
@@ -106,15 +106,34 @@ def _layers(spec: ChartSpec, options: ChartOptions, colors: Colors, buckets: int
         x = series.x(options.x_axis)
         if options.ema and not line.sparse and len(series) > 2:
             # The raw line stays visible but faint, so smoothing never hides a spike.
-            wanted = [(series.values(), blend(line.color, colors.background, 0.35), None),
-                      (series.ema(), line.color, f"{line.label} (EMA)")]
+            wanted = [(series.values(), blend(line.color, colors.background, 0.35), None, series.nonfinite == 0),
+                      (series.ema(), line.color, f"{line.label} (EMA)", True)]  # EMA is NaN, never inf
         else:
-            wanted = [(series.values(), line.color, line.label)]
-        for values, color, label in wanted:
-            y = np.log10(positive_only(values)) if options.log_y else values
-            segments = thin(x, y, buckets).segment_arrays()
-            layers.append(_Layer(segments, color, label, line.sparse and len(series) <= MAX_MARKERS))
+            wanted = [(series.values(), line.color, line.label, series.nonfinite == 0)]
+        finite_x = options.x_axis == "step"
+        if not finite_x and not np.isfinite(x).all():  # once per line, not once per layer
+            keep = np.isfinite(x)
+            x = x[keep]
+            wanted = [(values[keep], color, label, clean) for values, color, label, clean in wanted]
+        for values, color, label, clean in wanted:
+            thinned = _thin_for_axis(x, values, buckets, clean, options.log_y)
+            layers.append(_Layer(thinned.segment_arrays(), color, label,
+                                 line.sparse and len(series) <= MAX_MARKERS))
     return layers
+
+
+def _thin_for_axis(x: np.ndarray, y: np.ndarray, buckets: int, clean: bool, log_y: bool) -> Thinned:
+    """Thin, then (for log-y) take log10 of the few thinned values instead of the million raw ones.
+
+    min/max commute with log10 for positive values; a bucket reaching zero or below (rare: a learning rate
+    that starts at 0) makes the whole series take the exact path, with non-positive values as gaps."""
+    thinned = thin(x, y, buckets, finite_x=True, no_inf=clean)
+    if not log_y:
+        return thinned
+    if np.nanmin(thinned.y, initial=np.inf) <= 0:
+        thinned = thin(x, positive_only(y), buckets, finite_x=True, no_inf=clean)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return Thinned(thinned.x, np.log10(thinned.y))
 
 
 def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int,
@@ -144,8 +163,8 @@ def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int
     y0, y1 = y0 - pad, y1 + pad
 
     plot_h = height - 3  # title above; axis line and tick labels below
-    y_ticks = (log_ticks if options.log_y else linear_ticks)(y0, y1, max(2, plot_h // 3))
-    y_labels = format_ticks([10 ** t for t in y_ticks] if options.log_y else y_ticks)
+    y_ticks = (log_ticks if options.log_y else linear_ticks)(y0, y1, max(2, plot_h // 2))
+    y_labels = format_log_ticks([10 ** t for t in y_ticks]) if options.log_y else format_ticks(y_ticks)
     label_w = max((len(s) for s in y_labels), default=1)
     plot_w = max(4, width - label_w - 1)
     canvas = DotCanvas(plot_w, plot_h)
@@ -195,7 +214,7 @@ def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int
 
     tick_rows = {}
     for value, label in zip(y_ticks, y_labels):
-        r = int(round(float(row(value)) / 4 - 0.375))
+        r = int(np.rint(float(row(value)))) // 4
         if 0 <= r < plot_h:
             tick_rows.setdefault(r, label)
     chars, cell_colors = canvas.cells()
@@ -210,17 +229,17 @@ def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int
         [f"{t:.0f}" if float(t).is_integer() else f"{t:g}" for t in x_ticks]
     axis = ["─"] * plot_w
     under = [" "] * (plot_w + label_w + 1)
+    room = len(under) - len(x_label) - 1  # the axis name always shows, at the right end
+    under[room + 1:] = list(x_label)
     taken_until = -1
     for value, label in zip(x_ticks, x_labels):
         c = int(round(float(col(value * div)) / 2))
         if 0 <= c < plot_w:
             axis[c] = "┬"
-            start = max(0, min(label_w + 1 + c - len(label) // 2, len(under) - len(label)))
-            if start > taken_until:
+            start = max(0, label_w + 1 + c - len(label) // 2)
+            if start > taken_until and start + len(label) <= room:
                 under[start:start + len(label)] = list(label)
                 taken_until = start + len(label)
-    if taken_until + len(x_label) + 2 <= len(under):
-        under[len(under) - len(x_label):] = list(x_label)
     text.append(" " * label_w + "└" + "".join(axis), style=axis_style)
     text.append("\n")
     text.append("".join(under), style=axis_style)

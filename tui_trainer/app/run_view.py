@@ -13,6 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+import numpy as np
+
 from tui_trainer.app.series import Series
 
 # HellaSwag acc_norm reference lines: random guessing over 4 endings, and OpenAI's GPT-2 124M.
@@ -129,7 +131,6 @@ class RunView:
     def __post_init__(self) -> None:
         self.series: dict[str, Series] = {name: Series(name) for name in (
             "train_loss", "val_loss", "lr", "grad_norm", "tok_per_s", "mfu", "hellaswag", "hellaswag_acc")}
-        self._tokens_at_step: dict[int, int] = {}
 
     def reset(self) -> None:
         """Forget everything (the event log was replaced). Series are cleared in place: charts keep them."""
@@ -140,19 +141,69 @@ class RunView:
                     setattr(self, f.name, getattr(fresh, f.name))
             for s in self.series.values():
                 s.truncate_from_step(-math.inf)
-            self._tokens_at_step = {}
             self.version += 1
 
     # ------------------------------------------------------------------------------------------ folding
     def apply_many(self, events: Iterable[dict]) -> int:
+        """Fold a batch. Runs of step events (most of any log) are folded column-wise, not one by one."""
         n = 0
+        pending: list[dict] = []
         with self.lock:
             for event in events:
-                self.apply(event)
                 n += 1
+                if event.get("type") == "step":
+                    pending.append(event)
+                    continue
+                if pending:
+                    self._fold_steps(pending)
+                    pending = []
+                self.apply(event)
+            if pending:
+                self._fold_steps(pending)
             if n:
                 self.version += 1
         return n
+
+    def _fold_steps(self, events: list[dict]) -> None:
+        if len(events) > 1:
+            try:
+                self._fold_step_columns(events)
+            except (KeyError, TypeError, ValueError, OverflowError):
+                for event in events:  # something malformed in there: the one-by-one path skips and notes it
+                    self.apply(event)
+            return
+        self.apply(events[0])
+
+    def _fold_step_columns(self, events: list[dict]) -> None:
+        """Raises (and changes nothing) if any event lacks a field or has a non-number in one."""
+        steps = np.array([int(e["step"]) for e in events], dtype=np.float64)
+        columns = {name: np.array([e[key] for e in events], dtype=np.float64) for name, key in (
+            ("train_loss", "loss"), ("lr", "lr"), ("grad_norm", "grad_norm"), ("tok_per_s", "tok_per_s"))}
+        times = np.array([e["t"] for e in events], dtype=np.float64)
+        tokens = np.array([e.get("tokens") if _is_num(e.get("tokens")) else math.nan for e in events],
+                          dtype=np.float64)
+        if self.segments:
+            seg = self.segments[-1]
+            wall = seg.wall_offset + np.maximum(0.0, times - seg.start_t)
+        else:
+            wall = np.full(len(events), math.nan)
+        for name, values in columns.items():
+            self.series[name].extend(steps, values, tokens, wall)
+        mfu_at = [i for i, e in enumerate(events) if _is_num(e.get("mfu"))]
+        if mfu_at:
+            self.series["mfu"].extend(steps[mfu_at], [events[i]["mfu"] for i in mfu_at], tokens[mfu_at],
+                                      wall[mfu_at])
+        last = events[-1]
+        self.step = int(last["step"])
+        self.loss, self.lr = float(last["loss"]), float(last["lr"])
+        self.grad_norm, self.tok_per_s = float(last["grad_norm"]), float(last["tok_per_s"])
+        self.mfu = last.get("mfu")
+        known = tokens[np.isfinite(tokens)]
+        if len(known):
+            self.tokens = int(known[-1])
+        self.first_t = float(times[0]) if self.first_t is None else self.first_t
+        self.last_t = float(times[-1])
+        self.events_seen += len(events)
 
     def apply(self, e: dict) -> None:
         handler = _HANDLERS.get(e.get("type"))  # type: ignore[arg-type]
@@ -207,25 +258,16 @@ class RunView:
             self._log(LogLine(e["t"], "info", f"resumed from checkpoint at step {resumed}"))
 
     def _on_step(self, e: dict) -> None:
-        step, t = int(e["step"]), e["t"]
-        tokens = e.get("tokens")
-        wall = self._wall(t)
-        tok = float(tokens) if isinstance(tokens, (int, float)) else math.nan
-        self.step, self.loss, self.lr = step, float(e["loss"]), float(e["lr"])
-        self.grad_norm, self.tok_per_s = float(e["grad_norm"]), float(e["tok_per_s"])
-        self.mfu = e.get("mfu")
-        self.tokens = int(tokens) if isinstance(tokens, (int, float)) else self.tokens
-        if isinstance(tokens, (int, float)):
-            self._tokens_at_step[step] = int(tokens)
-        for name, value in (("train_loss", self.loss), ("lr", self.lr), ("grad_norm", self.grad_norm),
-                            ("tok_per_s", self.tok_per_s)):
-            self.series[name].append(step, value, tokens=tok, wall=wall)
-        if isinstance(self.mfu, (int, float)):
-            self.series["mfu"].append(step, float(self.mfu), tokens=tok, wall=wall)
+        self._fold_step_columns([e])
+        self.events_seen -= 1  # apply() counted it already
 
     def _point_x(self, step: int, t: float) -> dict[str, float]:
-        tokens = self._tokens_at_step.get(step)
-        return {"tokens": float(tokens) if tokens is not None else math.nan, "wall": self._wall(t)}
+        """x coordinates for an evaluation at ``step``: tokens trained by the last step at or before it."""
+        loss = self.series["train_loss"]
+        steps = loss.x("step")
+        i = int(np.searchsorted(steps, step, side="right")) - 1
+        tokens = float(loss.x("tokens")[i]) if i >= 0 else math.nan
+        return {"tokens": tokens, "wall": self._wall(t)}
 
     def _on_val(self, e: dict) -> None:
         step, loss = int(e["step"]), float(e["loss"])
@@ -305,6 +347,10 @@ class RunView:
 
     def resume_steps(self) -> list[int]:
         return [s.start_step for s in self.segments[1:]]
+
+
+def _is_num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _HANDLERS = {

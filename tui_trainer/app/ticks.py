@@ -60,6 +60,12 @@ def format_ticks(values: list[float]) -> list[str]:
     return _decimals(values, "")
 
 
+def format_log_ticks(values: list[float]) -> list[str]:
+    """Labels for a log axis (values are 1, 2 or 5 × 10^k): plain where short, 1e-4 style otherwise."""
+    return [f"{v:g}" if 1e-3 <= abs(v) < 1e5 else f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+            for v in values]
+
+
 def _decimals(values: list[float], unit: str) -> list[str]:
     step = min((abs(b - a) for a, b in zip(values, values[1:]) if b != a), default=abs(values[0]) or 1.0)
     decimals = max(0, min(6, -math.floor(math.log10(step)) + (0 if _is_round(step) else 1))) if step else 0

@@ -1,16 +1,15 @@
-"""Train a GPT-2: ``python -m tui_trainer.training.train --config X.toml`` (or under torchrun).
+"""Train a GPT-2: ``python -m tui_trainer.training.train --config X.toml``, alone or under torchrun:
 
     torchrun --standalone --nproc_per_node=2 -m tui_trainer.training.train --config configs/default.toml
 
 A thin entry over ``lib/``: arguments, set-up, the step loop, evaluation/sample/checkpoint scheduling, control
-requests, events, teardown. Step numbers: the step event's ``step`` is the 0-based index of the step just
+requests, events, teardown. Step numbers: a ``step`` event's ``step`` is the 0-based index of the step just
 trained; every other event's ``step`` counts the steps done at that moment (val at step 0 = before training).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ from tui_trainer.channel.writer import EventWriter
 from tui_trainer.training.lib.config import ConfigError, TrainingConfig, config_to_toml, load_config
 from tui_trainer.training.lib.signals import StopFlag, install_stop_handlers, set_parent_death_signal
 
-FLAGS = ("stop", "checkpoint", "sample", "eval")  # order of the per-step all-reduced control vector
+FLAGS = ("stop", "checkpoint", "sample", "eval")  # the control flags all ranks agree on after every step
 
 
 class UserError(RuntimeError):
@@ -48,44 +47,43 @@ def main(argv: list[str] | None = None) -> int:
     install_stop_handlers(stop)
     from tui_trainer.training.lib.distributed import setup_distributed, teardown_distributed, under_torchrun
     if under_torchrun():
-        set_parent_death_signal()
+        set_parent_death_signal()  # a SIGKILLed torchrun must not leave this worker training alone
     master = int(os.environ.get("RANK", "0")) == 0
     events = EventWriter(args.events or os.environ.get(ENV_EVENTS) or events_path(run_dir), enabled=master)
-    ctx, code = None, 1
+    ctx, progress, code = None, {"step": 0}, 1
     try:
         cfg = load_config(args.config, args.set)
         ctx = setup_distributed(cfg.system.device)
-        code = train(cfg, ctx, run_dir, events, stop, args)
+        code = train(cfg, ctx, run_dir, events, stop, args, progress)
     except Exception as e:  # noqa: BLE001 - every failure ends the run with an error + run_end event
         user_error = _is_user_error(e)
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
         events.emit("error", message=message, traceback="" if user_error else traceback.format_exc())
-        events.emit("run_end", status="failed", reason=message.splitlines()[0][:300], step=_last_step[0])
+        events.emit("run_end", status="failed", reason=message.splitlines()[0][:300], step=progress["step"])
         if master or not user_error:
-            print(message if user_error else traceback.format_exc(), file=sys.stderr)
+            print(message if user_error else traceback.format_exc(), file=sys.stderr, flush=True)
         code = 2 if user_error else 1
     finally:
         events.close()
         if ctx is not None:
-            teardown_distributed(ctx)
+            teardown_distributed(ctx)  # after train() returned, so no frame still holds the DDP model
     return code
 
 
-_last_step = [0]  # steps done, for a run_end written from main() after a failure
-
-
 def _is_user_error(e: Exception) -> bool:
+    from tui_trainer.training.lib.rundir import ResumeConflict
     from tui_trainer.training.lib.sources import DataError
     from tui_trainer.training.lib.tokenizer import TokenizerUnavailable
-    return isinstance(e, (UserError, ConfigError, DataError, TokenizerUnavailable))
+    return isinstance(e, (UserError, ConfigError, DataError, TokenizerUnavailable, ResumeConflict))
 
 
 def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: StopFlag,
-          args: argparse.Namespace) -> int:
+          args: argparse.Namespace, progress: dict) -> int:
     import torch
-    import torch.distributed as dist
     from tui_trainer.training import lib as L
     from tui_trainer.training.lib.checkpoint import gather_rng_states
+    from tui_trainer.training.lib.rundir import checkpoint_to_resume, save_resolved_config
+    from tui_trainer.training.lib.step import agree, train_step
 
     world, master, device = ctx.world_size, ctx.is_master, ctx.device
     if cfg.optim.total_batch_size % (cfg.optim.micro_batch_size * cfg.model.block_size * world):
@@ -97,18 +95,21 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     dtype, autocast = L.configure_precision(cfg.system.dtype, cfg.system.tf32, device)
     ckpt_root, cfg_dict, cfg_toml = checkpoint_root(run_dir), L.config_to_dict(cfg), config_to_toml(cfg)
 
-    resume_from = _agree(ctx, _choose_checkpoint(ckpt_root, cfg, args) if master else None)
+    resume = args.resume or cfg.checkpoint.resume == "auto"
+    resume_from = _from_rank0(ctx, lambda: checkpoint_to_resume(ckpt_root, resume))
     if master:
-        _save_resolved_config(run_dir, cfg_toml, events)
+        kept = save_resolved_config(run_dir, cfg_toml)
+        if kept:
+            events.emit("log", level="info", message=f"the run's previous config.toml is kept as {kept}")
         L.ensure_shards(cfg, progress=_prepare_reporter(events))
-    L.barrier(ctx)
+    L.barrier(ctx)  # the other ranks wait for rank 0's data preparation
     enc = L.get_tokenizer()
     train_loader, val_loader = L.build_dataloaders(cfg, ctx.rank, world)
 
     torch.manual_seed(cfg.system.seed)  # identical initial weights on every rank
     raw_model = L.GPT(cfg.model).to(device)
     optimizer = L.configure_optimizer(raw_model, cfg, device.type)
-    start, tokens = 0, 0
+    start, tokens, evals_done = 0, 0, False
     if resume_from is not None:
         state = L.load_checkpoint(resume_from, map_location="cpu")
         raw_model.load_state_dict(state["model"])
@@ -116,21 +117,21 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
         train_loader.load_state_dict(state["data"])
         if ctx.rank < len(state["rng"]):
             L.restore_rng_state(state["rng"][ctx.rank], device)
-        start, tokens = state["step"], state["tokens"]
+        start, tokens, evals_done = state["step"], state["tokens"], state.get("evals_done", True)
         del state
-    _last_step[0] = start
+    progress["step"] = start
     # Only the training forward is compiled; evaluation and sampling use the raw module (same weights).
     model = L.wrap_ddp(torch.compile(raw_model) if cfg.system.compile else raw_model, ctx)
     hellaswag = _load_hellaswag(cfg, events) if cfg.eval.hellaswag_every else None
 
-    peak = L.peak_flops(L.device_name(device), device.type, dtype, cfg.system.tf32)
+    name = L.device_name(device)
+    peak = L.peak_flops(name, device.type, dtype, cfg.system.tf32)
     events.emit("run_start", config=cfg_dict, trainer="train", params=L.parameter_count(cfg), world_size=world,
-                device=str(device), device_name=L.device_name(device), dtype=str(dtype).removeprefix("torch."),
+                device=str(device), device_name=name, dtype=str(dtype).removeprefix("torch."),
                 grad_accum_steps=accum, max_steps=cfg.schedule.max_steps, start_step=start,
                 resumed_from_step=start if resume_from is not None else None, peak_flops=peak)
 
     def evaluate(done: int, with_hellaswag: bool) -> None:
-        val_loader.reset()
         loss = L.evaluate_loss(raw_model, val_loader, cfg.eval.val_steps, device, autocast)
         events.emit("val", step=done, loss=loss)
         if master:
@@ -147,100 +148,83 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
             events.emit("sample", step=done, prompt=prompt, texts=texts, source=source)
 
     def checkpoint(done: int, reason: str) -> None:
-        rng = gather_rng_states(device)
+        rng = gather_rng_states(device)  # a collective: every rank's generators
         if master:
             path = L.save_checkpoint(ckpt_root, done, model=raw_model, optimizer=optimizer,
                                      data_state=train_loader.state_dict(), rng=rng, config=cfg_dict,
-                                     config_toml=cfg_toml, tokens=tokens, keep_last=cfg.checkpoint.keep_last)
+                                     config_toml=cfg_toml, tokens=tokens, evals_done=reason != "stop",
+                                     keep_last=cfg.checkpoint.keep_last)
             events.emit("checkpoint", step=done, path=str(path), reason=reason)
         L.barrier(ctx)
 
+    max_steps = cfg.schedule.max_steps
+
     def due(every: int, done: int) -> bool:
-        return done == cfg.schedule.max_steps or (every > 0 and done % every == 0)
+        return done == max_steps or (every > 0 and done % every == 0)
 
     inbox = ControlInbox(run_dir) if master else None
-    total_batch, max_steps, log_every = cfg.optim.total_batch_size, cfg.schedule.max_steps, cfg.system.log_every
     fpt = L.flops_per_token(cfg)
     status, reason = "finished", f"reached max_steps = {max_steps}"
     profiler = _profiler(run_dir) if args.profile and master else None
     done = start
     while True:
-        if done > start or resume_from is None:  # a resumed run already evaluated its first step
+        if done > start or not evals_done:  # a checkpoint may have been saved after this step's evaluations
             if due(cfg.eval.every, done):
-                evaluate(done, with_hellaswag=due(cfg.eval.hellaswag_every, done) and cfg.eval.hellaswag_every > 0)
+                evaluate(done, with_hellaswag=cfg.eval.hellaswag_every > 0 and due(cfg.eval.hellaswag_every, done))
             if due(cfg.sample.every, done):
                 sample(done, cfg.sample.prompt, "final" if done == max_steps else "schedule")
-        if done > start and (done == max_steps or due(cfg.checkpoint.every, done)):
+        if done > start and due(cfg.checkpoint.every, done):
             checkpoint(done, "final" if done == max_steps else "schedule")
         if done == max_steps:
             break
         if time.time() - events.last_emit >= cfg.system.heartbeat_seconds:
             events.emit("heartbeat", step=done)
 
-        # ---------------------------------------------------------------- one optimizer step
         t0 = time.time()
         lr = L.get_lr(done, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=device)
-        for micro in range(accum):
-            x, y = train_loader.next_batch()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if ctx.is_distributed:  # gradients are all-reduced only after the last micro-step
-                model.require_backward_grad_sync = micro == accum - 1
-            with autocast():
-                _, loss = model(x, y)
-            loss = loss / accum
-            loss_sum += loss.detach()
-            loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.optim.grad_clip or math.inf)
-        optimizer.step()
-
+        loss_t, norm_t = train_step(model, raw_model, optimizer, train_loader, accum=accum, lr=lr,
+                                    grad_clip=cfg.optim.grad_clip, device=device, autocast=autocast,
+                                    distributed=ctx.is_distributed)
         requests = inbox.poll() if inbox else []
-        flags = [stop.requested] + [any(r.get("action") == a and "error" not in r for r in requests)
-                                    for a in FLAGS[1:]]
-        flags[0] = flags[0] or any(r.get("action") == "stop" and "error" not in r for r in requests)
-        # One collective and one host sync per step: mean loss, grad norm and the control flags of all ranks.
-        packed = torch.cat([loss_sum.double().view(1), norm.double().view(1),
-                            torch.tensor(flags, dtype=torch.float64, device=device)])
-        if ctx.is_distributed:
-            dist.all_reduce(packed, op=dist.ReduceOp.SUM)
-        values = packed.tolist()
-        loss_value, norm_value = values[0] / world, values[1] / world
-        act = {name: v > 0 for name, v in zip(FLAGS, values[2:])}
-        dt = time.time() - t0
-        tokens += total_batch
+        valid = [r for r in requests if "error" not in r]
+        if inbox and not stop.requested and not run_dir.is_dir():
+            stop.set("run directory deleted")  # nobody can follow this run any more: save it and end
+        wanted = [stop.requested or any(r["action"] == "stop" for r in valid)]
+        wanted += [any(r["action"] == flag for r in valid) for flag in FLAGS[1:]]
+        loss, norm, agreed = agree(loss_t, norm_t, wanted, world_size=world, distributed=ctx.is_distributed)
+        act = dict(zip(FLAGS, agreed))
+        dt = time.time() - t0  # training only: evaluation, sampling and checkpoints happen outside t0..dt
+        tokens += cfg.optim.total_batch_size
         done += 1
-        _last_step[0] = done
+        progress["step"] = done
         if profiler:
             profiler.step()
-        if (done - 1) % log_every == 0 or done == max_steps:
-            tok_per_s = total_batch / dt
-            events.emit("step", step=done - 1, loss=loss_value, lr=lr, grad_norm=norm_value, dt=dt,
-                        tok_per_s=tok_per_s, tokens=tokens, mfu=L.compute_mfu(fpt, tok_per_s, peak, world))
+        if (done - 1) % cfg.system.log_every == 0 or done == max_steps:
+            tok_per_s = cfg.optim.total_batch_size / dt
+            events.emit("step", step=done - 1, loss=loss, lr=lr, grad_norm=norm, dt=dt, tok_per_s=tok_per_s,
+                        tokens=tokens, mfu=L.compute_mfu(fpt, tok_per_s, peak, world))
             if master:
-                print(f"step {done - 1:6d} | loss {loss_value:.4f} | lr {lr:.3e} | norm {norm_value:.3f} | "
+                print(f"step {done - 1:6d} | loss {loss:.4f} | lr {lr:.3e} | norm {norm:.3f} | "
                       f"dt {dt * 1000:.0f}ms | tok/s {tok_per_s:,.0f}", flush=True)
 
-        # ---------------------------------------------------------------- control requests, at the boundary
+        # Control requests act here, at the step boundary, on every rank at once.
         for r in requests:
             if "error" in r:
                 events.emit("control_ack", id=r["id"], action=r["action"], step=done, ok=False, message=r["error"])
         if act["eval"]:
             evaluate(done, with_hellaswag=True)
-        for r in (r for r in requests if r.get("action") == "sample" and "error" not in r):
+        for r in (r for r in valid if r["action"] == "sample"):
             sample(done, r.get("prompt") or cfg.sample.prompt, "control")
         if act["checkpoint"] and not act["stop"]:
             checkpoint(done, "control")
-        for r in (r for r in requests if "error" not in r and r["action"] != "stop"):
+        for r in (r for r in valid if r["action"] != "stop"):
             events.emit("control_ack", id=r["id"], action=r["action"], step=done, ok=True, message="done")
         if act["stop"]:
             checkpoint(done, "stop")
-            for r in (r for r in requests if r.get("action") == "stop" and "error" not in r):
+            for r in (r for r in valid if r["action"] == "stop"):
                 events.emit("control_ack", id=r["id"], action="stop", step=done, ok=True, message="stopped")
             status = "stopped"
-            reason = f"signal {stop.signal_name}" if stop.signal_name else "stop requested"
+            reason = stop.reason or "stop requested"
             break
     if profiler:
         profiler.stop()
@@ -250,52 +234,20 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     return 0
 
 
-def _agree(ctx, value):
-    """Rank 0's ``value`` on every rank."""
-    if not ctx.is_distributed:
-        return value
-    import torch.distributed as dist
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _choose_checkpoint(root: Path, cfg: TrainingConfig, args: argparse.Namespace) -> str | None:
-    from tui_trainer.training.lib.checkpoint import find_latest_checkpoint
-    latest = find_latest_checkpoint(root)
-    if args.resume or cfg.checkpoint.resume == "auto":
-        return str(latest) if latest else None
-    if latest is not None or any(root.glob("step-*")):
-        raise UserError(f"{root} already holds checkpoints (newest: {latest.name if latest else 'incomplete'}) "
-                        "and this run would start fresh over them. To continue it, pass --resume or set "
-                        "checkpoint.resume = \"auto\"; to start a new run, choose another --run-dir.")
-    return None
-
-
-def _save_resolved_config(run_dir: Path, text: str, events: EventWriter) -> None:
-    """Write <run_dir>/config.toml; an existing different one (the user's) is kept under a numbered name."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "config.toml"
-    if path.exists():
-        from tui_trainer.training.lib.config import load_config as load
+def _from_rank0(ctx, compute):
+    """Rank 0 computes; every rank gets the result (or rank 0's exception, so all ranks fail alike)."""
+    result: list = [None, None]
+    if ctx.is_master:
         try:
-            if load(path) == load_config_from_text(text):
-                return
-        except ConfigError:
-            pass
-        n = 1
-        while path.with_name(f"config.toml.{n}").exists():
-            n += 1
-        path.rename(path.with_name(f"config.toml.{n}"))
-        events.emit("log", level="info", message=f"kept the previous {path.name} as config.toml.{n}")
-    tmp = path.with_name(".config.toml.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def load_config_from_text(text: str) -> TrainingConfig:
-    from tui_trainer.training.lib.config import config_from_dict, parse_toml_text
-    return config_from_dict(parse_toml_text(text))
+            result[0] = compute()
+        except Exception as e:  # noqa: BLE001 - re-raised on every rank below
+            result[1] = e
+    if ctx.is_distributed:
+        import torch.distributed as dist
+        dist.broadcast_object_list(result, src=0)
+    if result[1] is not None:
+        raise result[1]
+    return result[0]
 
 
 def _load_hellaswag(cfg: TrainingConfig, events: EventWriter):
@@ -308,7 +260,7 @@ def _load_hellaswag(cfg: TrainingConfig, events: EventWriter):
 
 
 def _prepare_reporter(events: EventWriter):
-    """Progress of a first-time data preparation, as a log event and a stderr line every few seconds."""
+    """Progress of a first-time data preparation: a log event and a stderr line every few seconds."""
     last = [0.0]
 
     def report(p) -> None:
@@ -323,10 +275,9 @@ def _prepare_reporter(events: EventWriter):
 
 def _profiler(run_dir: Path):
     import torch
-    out = run_dir / "profile"
     prof = torch.profiler.profile(
         schedule=torch.profiler.schedule(wait=1, warmup=1, active=3, repeat=1),
-        on_trace_ready=torch.profiler.tensorboard_trace_handler(str(out)), record_shapes=True)
+        on_trace_ready=torch.profiler.tensorboard_trace_handler(str(run_dir / "profile")), record_shapes=True)
     prof.start()
     return prof
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rich.text import Text
@@ -18,6 +19,7 @@ from tui_trainer.app.chart_render import PALETTE, ChartOptions, ChartSpec, Line
 from tui_trainer.app.feed import RunFeed
 from tui_trainer.app.messages import RunUpdated
 from tui_trainer.app.run_view import HELLASWAG_GPT2_124M, HELLASWAG_RANDOM, RunView
+from tui_trainer.app.screens.dashboard import MIN_REDRAW_SECONDS
 from tui_trainer.app.series import X_AXES
 from tui_trainer.app.widgets.chart import MetricChart
 
@@ -54,6 +56,8 @@ class CompareScreen(Screen):
         self.views = [RunView(run_id=run.id, lock=self.lock) for run in runs]
         self.options = ChartOptions()
         self._specs = compare_specs(self.views)
+        self._last_draw = 0.0
+        self._redraw_timer = None
 
     def compose(self) -> ComposeResult:
         legend = Text("Compare  ", style="bold")
@@ -77,7 +81,16 @@ class CompareScreen(Screen):
         feed.follow(lambda: worker.is_cancelled)
 
     @on(RunUpdated)
+    def _on_update(self) -> None:
+        wait = self._last_draw + MIN_REDRAW_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._update()
+        elif self._redraw_timer is None:
+            self._redraw_timer = self.set_timer(wait, self._update)
+
     def _update(self) -> None:
+        self._redraw_timer = None
+        self._last_draw = time.monotonic()
         for chart in self.query(MetricChart):
             chart.refresh_if_changed()
 

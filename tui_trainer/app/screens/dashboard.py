@@ -28,6 +28,7 @@ from tui_trainer.app.widgets.run_panels import (ErrorBanner, LinePane, RunHeader
                                                 event_line, hellaswag_title)
 
 ACK_PATIENCE = 120.0  # seconds before an unanswered control request is reported
+MIN_REDRAW_SECONDS = 0.2  # at most five redraws a second however fast events come (replay, bursts)
 
 
 def chart_specs(view: RunView) -> dict[str, ChartSpec]:
@@ -72,6 +73,8 @@ class DashboardScreen(Screen):
         self.options = ChartOptions()
         self.pending: dict[str, tuple[str, float]] = {}  # control request id -> (action, sent at)
         self._specs = chart_specs(self.view)
+        self._last_draw = 0.0
+        self._redraw_timer = None
 
     def compose(self) -> ComposeResult:
         yield RunHeader(id="run-header")
@@ -114,9 +117,18 @@ class DashboardScreen(Screen):
 
     @on(RunUpdated)
     def _on_update(self, message: RunUpdated) -> None:
+        wait = self._last_draw + MIN_REDRAW_SECONDS - time.monotonic()
+        if wait <= 0:
+            self._update()
+        elif self._redraw_timer is None:
+            self._redraw_timer = self.set_timer(wait, self._deferred_update)
+
+    def _deferred_update(self) -> None:
+        self._redraw_timer = None
         self._update()
 
     def _update(self) -> None:
+        self._last_draw = time.monotonic()
         view, status = self.view, self.feed.status
         self.query_one(RunHeader).show(view, status)
         self.query_one(ErrorBanner).show(view, status)

@@ -22,6 +22,9 @@ class MetricChart(Widget):
         height: 1fr;
         min-height: 8;
         background: $surface;
+        /* Frames are laid out cell by cell: wrapping would strip the leading spaces that position them. */
+        text-wrap: nowrap;
+        text-overflow: clip;
     }
     """
 
@@ -33,7 +36,6 @@ class MetricChart(Widget):
         self.options = ChartOptions()
         self.empty_message = empty_message
         self._lock = lock
-        self._plot = None
         self._cache_key: tuple | None = None
         self._cache = None  # the last renderable, reused while nothing changed
 
@@ -71,18 +73,12 @@ class MetricChart(Widget):
                 text = Text(f"{self.spec.title}\n\n{self.empty_message}", style="dim", justify="center")
                 self._cache_key, self._cache = key, Align.center(text, vertical="middle")
                 return self._cache
-            if self._plot is None:
-                from textual_plotext.plot import Plot
-                self._plot = Plot()
             try:
-                ansi = render_chart(self.spec, self.options, self.size.width, self.size.height,
-                                    self._colors(), plot=self._plot)
-            except Exception as e:  # a plotting corner case must cost one chart, not the whole console
-                from textual_plotext.plot import Plot
-                self._plot = Plot()  # plotext may have been left half-built
+                frame = render_chart(self.spec, self.options, self.size.width, self.size.height, self._colors())
+            except Exception as e:  # a drawing corner case must cost one chart, not the whole console
                 text = Text(f"{self.spec.title}\n\ncannot draw this view ({type(e).__name__}: {e});\n"
                             "try another x axis or toggle log-y (l)", style="dim", justify="center")
                 self._cache_key, self._cache = key, Align.center(text, vertical="middle")
                 return self._cache
-        self._cache_key, self._cache = key, Text.from_ansi(ansi, no_wrap=True, end="")
+        self._cache_key, self._cache = key, frame
         return self._cache

@@ -25,8 +25,11 @@ _EXPORTS: dict[str, str] = {
     "cpu_has_native_bf16": "precision",
     "DistContext": "distributed", "setup_distributed": "distributed", "teardown_distributed": "distributed",
     "wrap_ddp": "distributed", "barrier": "distributed", "resolve_device": "distributed",
-    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "find_latest_checkpoint": "checkpoint",
-    "list_checkpoints": "checkpoint", "capture_rng_state": "checkpoint", "restore_rng_state": "checkpoint",
+    "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "gather_rng_states": "checkpoint",
+    "capture_rng_state": "checkpoint", "restore_rng_state": "checkpoint",
+    "find_latest_checkpoint": "checkpoint_dirs", "list_checkpoints": "checkpoint_dirs",
+    "checkpoint_to_resume": "rundir", "save_resolved_config": "rundir", "ResumeConflict": "rundir",
+    "train_step": "step", "agree": "step",
     "StopFlag": "signals", "install_stop_handlers": "signals", "set_parent_death_signal": "signals",
     "peak_flops": "metrics", "compute_mfu": "metrics", "device_name": "metrics",
     # data and evaluation (the data engineer's modules)

@@ -12,6 +12,8 @@ A checkpoint directory holds
       "rng"         list indexed by rank of {"python", "numpy", "torch", "cuda"} generator states
       "world_size"  ranks that wrote it
       "config"      the resolved TrainingConfig as a dict of sections
+      "evals_done"  True when this step's scheduled val/HellaSwag/samples ran before the save (a resumed run
+                    then does not repeat them); False for a stop, which saves before they run
   config.toml    the same config, human-readable
   meta.json      {"format", "step", "tokens", "time"}: written last, so its presence marks a complete checkpoint
 
@@ -24,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import time
 from pathlib import Path
@@ -33,16 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint_dirs import (CHECKPOINT_FILE, CONFIG_FILE, META_FILE, TMP_PREFIX, checkpoint_dir_name,  # noqa: F401
+                              find_latest_checkpoint, is_complete, list_checkpoints, prune_checkpoints)
+
 CHECKPOINT_FORMAT = 1
-CHECKPOINT_FILE = "checkpoint.pt"
-META_FILE = "meta.json"
-CONFIG_FILE = "config.toml"
-_STEP_DIR = re.compile(r"step-(\d{8,})")
-_TMP_PREFIX = ".tmp-"
-
-
-def checkpoint_dir_name(step: int) -> str:
-    return f"step-{step:08d}"
 
 
 # ------------------------------------------------------------------------------------------------ RNG
@@ -81,8 +76,8 @@ def gather_rng_states(device: torch.device) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------- save
 def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, data_state: dict[str, Any], rng: list[dict[str, Any]],
-                    config: dict[str, Any], config_toml: str, tokens: int, trainer: str = "train",
-                    keep_last: int = 0) -> Path:
+                    config: dict[str, Any], config_toml: str, tokens: int, evals_done: bool,
+                    trainer: str = "train", keep_last: int = 0) -> Path:
     """Write checkpoint ``step`` under ``root`` (the run's checkpoints/ dir) atomically; prune to keep_last.
 
     If a complete checkpoint for this step already exists (e.g. a stop right after a scheduled save), it is
@@ -93,13 +88,13 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
     final = root / checkpoint_dir_name(step)
     if is_complete(final):
         return final
-    tmp = root / f"{_TMP_PREFIX}{checkpoint_dir_name(step)}-{os.getpid()}"
+    tmp = root / f"{TMP_PREFIX}{checkpoint_dir_name(step)}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     payload = {
         "format": CHECKPOINT_FORMAT, "trainer": trainer, "step": step, "tokens": tokens,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "data": data_state,
-        "rng": rng, "world_size": len(rng), "config": config,
+        "rng": rng, "world_size": len(rng), "config": config, "evals_done": evals_done,
     }
     _write_synced(tmp / CHECKPOINT_FILE, lambda f: torch.save(payload, f))
     _write_synced(tmp / CONFIG_FILE, lambda f: f.write(config_toml.encode("utf-8")))
@@ -132,54 +127,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` complete checkpoints, and stale temp dirs of dead writers."""
-    root = Path(root)
-    removed = []
-    for stale in root.glob(f"{_TMP_PREFIX}step-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-            removed.append(stale)
-    for old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
-        removed.append(old)
-    return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# ---------------------------------------------------------------------------------------------- find
-def is_complete(path: Path) -> bool:
-    return (path / META_FILE).is_file() and (path / CHECKPOINT_FILE).is_file()
-
-
-def list_checkpoints(root: str | os.PathLike) -> list[Path]:
-    """Complete checkpoint directories under ``root``, oldest step first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in root.iterdir():
-        match = _STEP_DIR.fullmatch(entry.name)
-        if match and entry.is_dir() and is_complete(entry):
-            found.append((int(match.group(1)), entry))
-    return [path for _, path in sorted(found)]
-
-
-def find_latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    checkpoints = list_checkpoints(root)
-    return checkpoints[-1] if checkpoints else None
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -123,6 +123,7 @@ def ensure_shards(cfg, *, progress: ProgressFn | None = None) -> Path:
     shard_dir = resolve_shard_dir(cfg, recipe)
     if _usable(shard_dir, recipe, cfg):
         return shard_dir
+    get_tokenizer()  # fail before reading the corpus if the BPE is unavailable offline
     shard_dir.parent.mkdir(parents=True, exist_ok=True)
     with _BuildLock(shard_dir.parent / f".{shard_dir.name}.lock"):
         if _usable(shard_dir, recipe, cfg):  # someone else built it while we waited

@@ -17,19 +17,21 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class StopFlag:
+    """Set by a signal handler (or the trainer itself); the first reason given is kept."""
+
     def __init__(self) -> None:
         self.requested = False
-        self.signal_name = ""
+        self.reason = ""
 
     def set(self, reason: str) -> None:
         if not self.requested:
-            self.signal_name = reason
+            self.reason = reason
         self.requested = True
 
 
 def install_stop_handlers(flag: StopFlag, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
-        flag.set(signal.Signals(signum).name)
+        flag.set(f"signal {signal.Signals(signum).name}")
 
     for signum in signals:
         signal.signal(signum, handler)
