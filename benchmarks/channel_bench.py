@@ -13,8 +13,6 @@ import json
 import math
 import os
 import random
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from tui_trainer.training.lib.cpu_memory import keep_freed_memory
 from tui_trainer.training.lib.fused_head import fused_linear_cross_entropy, reference_linear_cross_entropy
 
 
@@ -38,7 +39,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--cpu-time", action="store_true")
     p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="leave glibc malloc as is (the trainer calls keep_freed_memory(); so does this by default)")
     args = p.parse_args(argv)
+    if not args.default_malloc:
+        keep_freed_memory()
     if args.threads:
         torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)

@@ -23,7 +23,7 @@ from typing import Sequence, TextIO
 
 from tui_trainer.channel.summary import RunSummary
 from tui_trainer.runs import Run, RunError, RunNotRunning, RunStore
-from tui_trainer.runs.progress import describe_event, fmt_age, fmt_duration, fmt_num, progress_line
+from tui_trainer.runs.progress import describe_event, fmt_age, fmt_num, progress_line
 from tui_trainer.training.lib.config import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_LOST = 0, 1, 2, 3, 4
@@ -368,7 +368,7 @@ class ProgressPrinter:
                 self.out.write("\r\x1b[2K" + text[:width])
                 self.out.flush()
                 self.shown = text
-        elif force or (text != self.shown and now - self.last_print >= NON_TTY_PROGRESS_EVERY_S):
+        elif text != self.shown and (force or now - self.last_print >= NON_TTY_PROGRESS_EVERY_S):
             self.out.write(text + "\n")
             self.out.flush()
             self.shown, self.last_print = text, now

@@ -147,3 +147,9 @@ def test_lenient_config_keeps_good_values_while_a_cross_key_rule_fails():
     assert {p.key for p in v.problems} == {"optim.max_lr", "optim.total_batch_size"}
     assert v.lenient.optim.micro_batch_size == 3 and v.lenient.model.n_layer == 2
     assert v.lenient.optim.max_lr == TrainingConfig().optim.max_lr  # the bad value stays at its default
+
+
+def test_lenient_config_keeps_a_value_that_only_breaks_a_rule_between_keys():
+    v = ConfigDocument("[optim]\ntotal_batch_size = 16384\nmicro_batch_size = 3\n[model]\nblock_size = 256\n").validate()
+    assert not v.ok
+    assert v.lenient.optim.total_batch_size == 16384 and v.lenient.optim.micro_batch_size == 3

@@ -167,3 +167,28 @@ def test_a_file_with_bad_toml_opens_so_it_can_be_fixed(tmp_path):
             await wait_for(pilot, lambda: path.read_text() == "# keep me\n[optim]\nmax_lr = 3e-4\n", what="save")
 
     run(scenario)
+
+
+def test_leaving_or_quitting_with_unsaved_changes_asks_first(tmp_path):
+    path = preset_copy(tmp_path)
+    original = path.read_text()
+
+    async def scenario():
+        app = GptConsole(config_path=str(path), runs_root=str(tmp_path / "runs"))
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_editor(pilot)
+            await type_into(pilot, screen, "model.n_layer", "3")
+            screen.query_one(ConfigForm).focus()       # away from the input, so keys reach the bindings
+            await pilot.press("escape")
+            dialog = await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog" and app.screen,
+                                    what="the unsaved-changes question")
+            await pilot.press("escape")                # cancel: still editing, nothing lost
+            await wait_for(pilot, lambda: app.screen is screen, what="back in the editor")
+            assert screen.doc.value("model.n_layer") == (3, True) and dialog is not None
+            await pilot.press("ctrl+q")
+            await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the quit question")
+            await pilot.press("enter")                 # discard and quit
+            await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
+        assert path.read_text() == original
+
+    run(scenario)

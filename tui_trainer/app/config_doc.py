@@ -60,11 +60,9 @@ def lenient_config(data: dict[str, Any]) -> TrainingConfig:
 
 def _field_ok(spec: FieldSpec, value: Any) -> bool:
     """Does ``value`` pass the validator's checks for this one key? (Rules between keys are not asked.)"""
-    try:
-        config_from_dict({spec.section: {spec.name: value}})
-    except ConfigError as e:
-        return all(p.key != spec.key for p in e.problems)
-    return True
+    # The trainer's own per-key check (type, choices, bounds) — the one config_from_dict runs on every value.
+    from tui_trainer.training.lib.config import _check_value
+    return _check_value(spec, value)[1] is None
 
 
 class InputProblem(ValueError):

@@ -15,6 +15,7 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from tui_trainer.app.config_doc import ConfigDocument
 from tui_trainer.app.runs_model import RunsModel
@@ -25,7 +26,7 @@ from tui_trainer.runs import RunStore
 from tui_trainer.training.lib.config import ConfigError, TrainingConfig, config_to_toml
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_PRESET = "default.toml"
+DEFAULT_PRESETS = ("default.toml", "gpt2-124m.toml")  # the first one found is what "new run" opens
 
 
 class GptConsole(App):
@@ -37,6 +38,8 @@ class GptConsole(App):
         Binding("f1,question_mark", "help", "Help"),
         Binding("ctrl+q", "quit", "Quit"),
         Binding("q", "quit", "Quit", show=False),
+        # Not Textual's "press ctrl+q" hint: over SSH people reach for Ctrl-C. Text inputs keep it for copying.
+        Binding("ctrl+c", "quit", "Quit", show=False),
         Binding("f3", "show_runs", "Runs", show=False),
     ]
 
@@ -58,12 +61,43 @@ class GptConsole(App):
         # Messages quote user text (TOML with [sections], paths, trainer errors): never parse it as markup.
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Background work that fails (a disk error, a run directory removed under us) becomes a message."""
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{event.worker.group or event.worker.name} stopped: {type(error).__name__}: {error}. "
+                        "The console keeps working; reopen the screen to retry.", severity="error", timeout=10)
+
     # -------------------------------------------------------------------------------------- navigation
     def _show(self, screen: Screen) -> None:
         """Replace whatever screen is open (and any dialog on it) with ``screen``; Esc then returns to runs."""
-        while len(self.screen_stack) > 1:
-            self.pop_screen()
-        self.push_screen(screen)
+        def replace() -> None:
+            while len(self.screen_stack) > 1:
+                self.pop_screen()
+            self.push_screen(screen)
+
+        self._unless_unsaved(replace)
+
+    def _unless_unsaved(self, then) -> None:
+        """Run ``then``, after asking first if an editor holds unsaved changes (never lose what was typed)."""
+        editor = next((s for s in self.screen_stack if getattr(s, "doc", None) is not None and s.doc.dirty), None)
+        if editor is None:
+            then()
+            return
+        editor.flush_text()
+        name = str(editor.doc.path) if editor.doc.path else "The config you are editing"
+        body = Text.assemble((name, "bold"), " has unsaved changes. Leave it and lose them?\n\n",
+                             "Cancel, then Ctrl-S saves (F2: save as).")
+
+        def decided(discard: bool | None) -> None:
+            if discard:
+                editor.doc.saved_text = editor.doc.text  # asked and answered: do not ask again on the way out
+                then()
+
+        self.push_screen(ConfirmDialog("Unsaved changes", body, confirm="Discard changes", danger=True), decided)
+
+    async def action_quit(self) -> None:
+        self._unless_unsaved(self.exit)
 
     def action_show_runs(self) -> None:
         if not isinstance(self.screen, RunsScreen):
@@ -90,14 +124,16 @@ class GptConsole(App):
 
     def open_default_config(self) -> None:
         from tui_trainer.app.screens.editor import EditorScreen
-        for path in self.presets():
-            if path.name == DEFAULT_PRESET:
-                self.open_config(path)
-                return
+        presets = self.presets()
+        for name in DEFAULT_PRESETS:
+            for path in presets:
+                if path.name == name:
+                    self.open_config(path)
+                    return
         # No presets beside us (an installed package run elsewhere): start from the built-in defaults.
         text = config_to_toml(TrainingConfig(), header="GPT-2 124M defaults (gpt-console)")
         self._show(EditorScreen(ConfigDocument(text)))
-        self.notify(f"No {DEFAULT_PRESET} found under configs/; starting from the built-in defaults.")
+        self.notify(f"No {DEFAULT_PRESETS[0]} found under configs/; starting from the built-in defaults.")
 
     def open_run_config(self, run_id: str) -> None:
         """A run's config as a new, unsaved document (diffed against that run's config)."""
@@ -146,7 +182,7 @@ class GptConsole(App):
 
         self.push_screen(ConfirmDialog("Stop run?", body, confirm="Stop", danger=True), confirmed)
 
-    @work(thread=True, group="run-actions")
+    @work(thread=True, exit_on_error=False, group="run-actions")
     def _stop(self, run_id: str) -> None:
         self.call_from_thread(self.notify, f"Stopping {run_id}… (checkpoint, then exit)", timeout=4)
         try:
@@ -157,7 +193,7 @@ class GptConsole(App):
         self.call_from_thread(self.notify, f"{run_id}: {status.label}" + (f" — {status.reason}" if status.reason
                                                                            else ""))
 
-    @work(thread=True, group="run-actions")
+    @work(thread=True, exit_on_error=False, group="run-actions")
     def resume_run(self, run_id: str) -> None:
         try:
             run = self.store.get(run_id)

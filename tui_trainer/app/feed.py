@@ -75,6 +75,7 @@ class RunFeed:
         self.output = TextTail(run.log_file)
         self.status = None          # tui_trainer.runs.RunStatus, refreshed every STATUS_EVERY seconds
         self.status_error: str | None = None
+        self.read_error: str | None = None  # shown in the dashboard's banner while reading fails
         self.output_version = 0
         self.follower = run.follower()
         self._restarts = 0
@@ -108,7 +109,15 @@ class RunFeed:
     def follow(self, cancelled: Callable[[], bool]) -> None:
         last_status = 0.0
         while not cancelled():
-            changed = self.poll_once()
+            try:
+                changed = self.poll_once()
+            except OSError as e:  # the run directory vanished or a disk error: say so, keep trying
+                self.read_error = f"cannot read {self.run.events_file}: {e}"
+                changed = True
+                time.sleep(1.0)
+            else:
+                if self.read_error:
+                    self.read_error, changed = None, True
             now = time.monotonic()
             if now - last_status >= STATUS_EVERY:
                 changed = self.refresh_status() or changed

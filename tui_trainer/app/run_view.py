@@ -180,8 +180,7 @@ class RunView:
         columns = {name: np.array([e[key] for e in events], dtype=np.float64) for name, key in (
             ("train_loss", "loss"), ("lr", "lr"), ("grad_norm", "grad_norm"), ("tok_per_s", "tok_per_s"))}
         times = np.array([e["t"] for e in events], dtype=np.float64)
-        tokens = np.array([e.get("tokens") if _is_num(e.get("tokens")) else math.nan for e in events],
-                          dtype=np.float64)
+        tokens = np.array([e.get("tokens") for e in events], dtype=np.float64)  # a missing/null one is NaN
         if self.segments:
             seg = self.segments[-1]
             wall = seg.wall_offset + np.maximum(0.0, times - seg.start_t)
@@ -189,10 +188,10 @@ class RunView:
             wall = np.full(len(events), math.nan)
         for name, values in columns.items():
             self.series[name].extend(steps, values, tokens, wall)
-        mfu_at = [i for i, e in enumerate(events) if _is_num(e.get("mfu"))]
-        if mfu_at:
-            self.series["mfu"].extend(steps[mfu_at], [events[i]["mfu"] for i in mfu_at], tokens[mfu_at],
-                                      wall[mfu_at])
+        mfu = np.array([e.get("mfu") for e in events], dtype=np.float64)  # null on devices with no peak
+        known_mfu = np.isfinite(mfu)
+        if known_mfu.any():
+            self.series["mfu"].extend(steps[known_mfu], mfu[known_mfu], tokens[known_mfu], wall[known_mfu])
         last = events[-1]
         self.step = int(last["step"])
         self.loss, self.lr = float(last["loss"]), float(last["lr"])
@@ -347,10 +346,6 @@ class RunView:
 
     def resume_steps(self) -> list[int]:
         return [s.start_step for s in self.segments[1:]]
-
-
-def _is_num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _HANDLERS = {

@@ -15,6 +15,57 @@ X_AXES: tuple[str, ...] = ("step", "tokens", "wall")
 DEFAULT_EMA_WEIGHT = 0.9
 
 
+def debiased_ema(values: np.ndarray, weight: float, acc: float = 0.0, count: int = 0) -> tuple[np.ndarray, float, int]:
+    """TensorBoard's debiased EMA continued from state (acc, count); returns (ema, acc, count).
+
+    Non-finite values are skipped (NaN in the output, state unchanged). The recurrence
+    acc_j = w·acc_(j-1) + (1-w)·v_j is evaluated in numpy, blockwise: inside a block of B points a cumulative
+    sum of v_k·w^-k, with B chosen so that w^B ≈ 1e-6. That keeps w^-k ≤ 1e6 (block sums stay precise) and
+    makes a block's carry into the next-but-three negligible, so the carries are a few shifted array adds
+    too. A million points take milliseconds instead of a Python loop per point.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    if n == 0:
+        return np.empty(0), acc, count
+    if not 0.0 < weight < 1.0 or not np.isfinite(values).all():
+        return _ema_loop(values, weight, acc, count)
+    w = weight
+    b = max(1, min(n, math.ceil(math.log(1e-6) / math.log(w))))
+    blocks = -(-n // b)
+    padded = np.zeros(blocks * b)
+    padded[:n] = values
+    padded = padded.reshape(blocks, b)
+    r = np.arange(1, b + 1, dtype=np.float64)
+    w_r = w ** r
+    local = np.cumsum(padded * w ** -r, axis=1) * w_r        # Σ_k≤r w^(r-k) v_k within each block
+    # acc at the end of block i: Σ_j w^(jB)·(1-w)·local_end(i-j) + w^((i+1)B)·acc; terms beyond j = 3 are
+    # below 1e-24 of the first and dropped (exact when there are at most four blocks).
+    w_b = w ** b
+    e = (1.0 - w) * local[:, -1]
+    ends = e.copy()
+    for j in range(1, min(4, blocks)):
+        ends[j:] += w_b ** j * e[:-j]
+    ends += w_b ** np.arange(1, blocks + 1) * acc
+    starts = np.concatenate(([acc], ends[:-1]))
+    accs = (w_r[None, :] * starts[:, None] + (1.0 - w) * local).reshape(-1)[:n]
+    counts = count + np.arange(1, n + 1, dtype=np.float64)
+    return accs / (1.0 - w ** counts), float(accs[-1]), count + n
+
+
+def _ema_loop(values: np.ndarray, weight: float, acc: float, count: int) -> tuple[np.ndarray, float, int]:
+    out = []
+    isfinite = math.isfinite
+    for v in values.tolist():
+        if isfinite(v):
+            acc = acc * weight + (1.0 - weight) * v
+            count += 1
+            out.append(acc / (1.0 - weight ** count))
+        else:
+            out.append(math.nan)
+    return np.array(out, dtype=np.float64), acc, count
+
+
 class _Column:
     """A float64 array that grows by doubling, so appends are amortised O(1) and reads are zero-copy views."""
 
@@ -112,22 +163,10 @@ class Series:
         self._cols["tokens"].extend(tokens)
         self._cols["wall"].extend(wall)
         self._value.extend(values)
-        # The EMA is a recurrence: one pass in plain floats (fast enough: ~0.1 µs a point).
-        w, acc, count = self.ema_weight, self._ema_acc, self._ema_count
-        out = []
-        nonfinite = 0
-        isfinite = math.isfinite
-        for v in values.tolist():
-            if isfinite(v):
-                acc = acc * w + (1.0 - w) * v
-                count += 1
-                out.append(acc / (1.0 - w ** count))
-            else:
-                nonfinite += 1
-                out.append(math.nan)
-        self._ema_acc, self._ema_count = acc, count
-        self._ema.extend(np.array(out, dtype=np.float64))
-        self.nonfinite += nonfinite
+        ema, self._ema_acc, self._ema_count = debiased_ema(values, self.ema_weight, self._ema_acc,
+                                                           self._ema_count)
+        self._ema.extend(ema)
+        self.nonfinite += int(n - np.count_nonzero(np.isfinite(values)))
         self.version += 1
 
     def truncate_from_step(self, step: float) -> None:
@@ -144,20 +183,14 @@ class Series:
         self.version += 1
 
     def set_ema_weight(self, weight: float) -> None:
-        """Recompute the smoothed column for a new weight (a one-off O(n) pass, on a key press)."""
+        """Recompute the smoothed column for a new weight (a one-off O(n) pass)."""
         if not 0.0 <= weight < 1.0:
             raise ValueError(f"EMA weight must be in [0, 1), got {weight}")
         values = self._value.view().copy()
         self.ema_weight = weight
+        ema, self._ema_acc, self._ema_count = debiased_ema(values, weight)
         self._ema = _Column(max(256, len(values)))
-        self._ema_acc, self._ema_count = 0.0, 0
-        for value in values.tolist():
-            if math.isfinite(value):
-                self._ema_acc = self._ema_acc * weight + (1.0 - weight) * value
-                self._ema_count += 1
-                self._ema.append(self._ema_acc / (1.0 - weight ** self._ema_count))
-            else:
-                self._ema.append(math.nan)
+        self._ema.extend(ema)
         self.version += 1
 
     def _restore_ema_state(self) -> None:

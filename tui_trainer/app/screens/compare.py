@@ -74,7 +74,7 @@ class CompareScreen(Screen):
         for run, view in zip(self.runs, self.views):
             self._follow(run, view)
 
-    @work(thread=True, group="compare-follow")
+    @work(thread=True, exit_on_error=False, group="compare-follow")
     def _follow(self, run, view: RunView) -> None:
         worker = get_current_worker()
         feed = RunFeed(run, view, lambda: self.post_message(RunUpdated("compare")))

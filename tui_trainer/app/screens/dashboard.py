@@ -99,7 +99,7 @@ class DashboardScreen(Screen):
         self._follow()
         self.set_interval(1.0, self._tick)
 
-    @work(thread=True, exclusive=True, group="follow")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="follow")
     def _follow(self) -> None:
         worker = get_current_worker()
         self.feed.refresh_status()
@@ -131,7 +131,7 @@ class DashboardScreen(Screen):
         self._last_draw = time.monotonic()
         view, status = self.view, self.feed.status
         self.query_one(RunHeader).show(view, status)
-        self.query_one(ErrorBanner).show(view, status)
+        self.query_one(ErrorBanner).show(view, status, self.feed.read_error)
         with view.lock:
             self._specs["chart-hellaswag"].title = hellaswag_title(view)
             resumes = view.resume_steps()
@@ -229,7 +229,7 @@ class DashboardScreen(Screen):
         self.app.push_screen(PromptDialog("Sample now — prompt", value=default,
                                           hint="The trainer generates at the next step boundary."), chosen)
 
-    @work(thread=True, group="control")
+    @work(thread=True, exit_on_error=False, group="control")
     def _control(self, action: str, **payload: Any) -> None:
         try:
             request_id = self.run.send_control(action, **payload)

@@ -30,9 +30,10 @@ TEXT_SYNC_DELAY = 0.3  # seconds of typing pause before the TOML view's text is 
 def problem_text(problems: list[ConfigProblem]) -> Text:
     if not problems:
         return Text("✓ valid — the trainer will accept this config", style="bold green")
-    text = Text(f"✗ {len(problems)} problem{'s' if len(problems) != 1 else ''}\n", style="bold red")
+    text = Text()
+    text.append(f"✗ {len(problems)} problem{'s' if len(problems) != 1 else ''}\n", style="bold red")
     for p in problems:
-        text.append(f"• {p.key or 'file'}: ", style="bold")
+        text.append(f"• {p.key or 'file'}: ", style="bold red")
         text.append(p.reason)
         if p.fix:
             text.append(f"\n  → {p.fix}", style="italic")
@@ -203,7 +204,7 @@ class EditorScreen(Screen):
             text.append(f"  from {doc.origin_path}", style="dim")
         self.query_one("#editor-title", Static).update(text)
 
-    @work(thread=True, exclusive=True, group="throughput")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="throughput")
     def _find_throughput(self) -> None:
         """Look for an earlier run of the same shape (its tok/s gives the duration estimate)."""
         cfg = self.validation.lenient or self._last_good
@@ -290,7 +291,7 @@ class EditorScreen(Screen):
 
         self.app.push_screen(ConfirmDialog("Launch this run?", body, confirm="Launch"), confirmed)
 
-    @work(thread=True, exclusive=True, group="launch")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="launch")
     def _launch(self) -> None:
         name = self.doc.path.stem if self.doc.path else "edited"
         try:

@@ -24,6 +24,14 @@ TMUX_NOTE = ("No binding needs ctrl+enter or shift+enter (tmux eats them); F-key
              "follows Textual's themes (palette → Theme).")
 
 
+KEY_NAMES = {"left_square_bracket": "[", "right_square_bracket": "]", "left_curly_bracket": "{",
+             "right_curly_bracket": "}", "question_mark": "?", "escape": "esc", "delete": "del"}
+
+
+def key_label(key: str) -> str:
+    return KEY_NAMES.get(key.strip(), key.strip())
+
+
 def bindings_table(title: str, bindings: list[Binding]) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", show_header=False, box=None,
                   padding=(0, 2))
@@ -31,7 +39,7 @@ def bindings_table(title: str, bindings: list[Binding]) -> Table:
     table.add_column()
     for b in bindings:
         if b.description:
-            keys = " / ".join(k.strip().replace("question_mark", "?") for k in b.key.split(","))
+            keys = " / ".join(key_label(k) for k in b.key.split(","))
             table.add_row(keys, b.description)
     return table
 
@@ -48,9 +56,10 @@ class HelpScreen(ModalScreen[None]):
             yield Label("gpt-console — keys", classes="dialog-title")
             with VerticalScroll(classes="dialog-body"):
                 for title, bindings in self.sections:
-                    if SCREEN_NOTES.get(title):
-                        yield Static(Text(SCREEN_NOTES[title], style="italic dim"))
                     yield Static(bindings_table(title, bindings))
+                    note = SCREEN_NOTES.get(title.split("  (")[0])
+                    if note:
+                        yield Static(Text(note, style="italic dim"))
                     yield Static("")
                 yield Static(Text(TMUX_NOTE, style="dim"))
 

@@ -64,10 +64,13 @@ class RunsScreen(Screen):
                 "or o to open any TOML config.", style="dim"))
 
     # ----------------------------------------------------------------------------------------- refresh
-    @work(thread=True, exclusive=True, group="runs-refresh")
+    @work(thread=True, exit_on_error=False, exclusive=True, group="runs-refresh")
     def _refresher(self) -> None:
         worker = get_current_worker()
         while not worker.is_cancelled:
+            if not self.is_current and self.rows:  # hidden under a dashboard or editor: nothing to show
+                time.sleep(0.2)
+                continue
             try:
                 rows = self.app.runs_model.refresh()
             except Exception as e:  # an unreadable runs root: say so, keep trying
@@ -205,7 +208,7 @@ class RunsScreen(Screen):
 
         self.app.push_screen(ConfirmDialog("Delete run?", body, confirm="Delete", danger=True), confirmed)
 
-    @work(thread=True, group="runs-delete")
+    @work(thread=True, exit_on_error=False, group="runs-delete")
     def _delete(self, run_id: str) -> None:
         try:
             self.app.store.delete(run_id)  # refuses a running run itself, whatever this table thought

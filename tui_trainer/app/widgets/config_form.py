@@ -47,7 +47,7 @@ class FieldRow(Vertical):
                 yield Select([(c, c) for c in spec.choices], value=current, allow_blank=False,
                              classes="field-input", compact=True)
             elif spec.type is bool:
-                yield Switch(bool(self._value), classes="field-input")
+                yield Switch(bool(self._value), classes="field-switch", animate=False)
             else:
                 yield Input(format_field_value(spec, self._value), classes="field-input", compact=True,
                             placeholder=format_field_value(spec, spec.default))

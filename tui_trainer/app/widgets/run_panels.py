@@ -70,13 +70,15 @@ class RunHeader(Static):
             self.update(header_renderable(view, status, self.size.width or 100))
 
 
-def banner_text(view: RunView, status) -> Text | None:
-    """The prominent line for a failed / lost run or error events; None when all is well."""
+def banner_text(view: RunView, status, read_error: str | None = None) -> Text | None:
+    """The prominent line for a failed / lost run, error events or an unreadable log; None when all is well."""
     state, label, reason = effective_status(view, status)
     last_error = view.errors[-1].message.strip().splitlines()[0] if view.errors else ""
-    if state not in ("failed", "lost") and not view.errors:
+    if state not in ("failed", "lost") and not view.errors and not read_error:
         return None
     text = Text()
+    if read_error:
+        text.append(f"✗ {read_error} (retrying)\n")
     if state in ("failed", "lost"):
         text.append(f"✗ Run {label}", style="bold")
         if reason:
@@ -90,9 +92,9 @@ def banner_text(view: RunView, status) -> Text | None:
 
 
 class ErrorBanner(Static):
-    def show(self, view: RunView, status) -> None:
+    def show(self, view: RunView, status, read_error: str | None = None) -> None:
         with view.lock:
-            text = banner_text(view, status)
+            text = banner_text(view, status, read_error)
         self.display = text is not None
         if text is not None:
             self.update(text)

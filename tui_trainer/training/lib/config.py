@@ -55,7 +55,8 @@ class DataConfig:
                      choices=("embedded", "shakespeare", "fineweb-edu", "files"))
     path: str = _f("", "Local input: for 'files' a file, directory or glob of .txt/.jsonl; for 'shakespeare' a "
                        "local copy instead of downloading. Empty = download where the source allows.")
-    shard_dir: str = _f("", "Where the token shards are written and read. Empty = <cache_dir>/shards/<source>.")
+    shard_dir: str = _f("", "Where the token shards are written and read. Empty = <cache_dir>/shards/<source>-<recipe "
+                            "hash>, one directory per corpus and preparation settings.")
     cache_dir: str = _f("~/.cache/gpt-console", "Cache for downloads (Tiny Shakespeare, HellaSwag) and shards.")
     shard_tokens: int = _f(100_000_000, "Tokens per shard file when preparing data.", min=1024, unit="tokens")
     val_fraction: float = _f(0.05, "Share of a small corpus's documents put in the validation shard (shard 0). "

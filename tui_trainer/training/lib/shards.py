@@ -145,6 +145,12 @@ def ensure_shards(cfg, *, progress: ProgressFn | None = None) -> Path:
     return shard_dir
 
 
+# Recipe entries as the user knows them.
+_RECIPE_KEYS = {"source": "data.source", "input": "the input (data.path, its files, or the Python version)",
+                "val_fraction": "data.val_fraction", "shard_tokens": "data.shard_tokens",
+                "max_tokens": "data.max_tokens", "tokenizer": "the tokenizer", "format": "the shard format"}
+
+
 def _usable(shard_dir: Path, recipe: dict, cfg) -> bool:
     """True if ``shard_dir`` holds complete shards for this recipe; False if it is missing or empty; raises
     DataError if it holds something else we must not touch."""
@@ -156,10 +162,10 @@ def _usable(shard_dir: Path, recipe: dict, cfg) -> bool:
     if manifest is not None and manifest.get("complete"):
         built = manifest.get("recipe")
         if built is not None and built != recipe:
-            changed = sorted(k for k in set(built) | set(recipe) if built.get(k) != recipe.get(k))
+            changed = sorted(_RECIPE_KEYS.get(k, k) for k in set(built) | set(recipe) if built.get(k) != recipe.get(k))
             raise DataError(
-                f"The shards in {shard_dir} were prepared with different settings ({', '.join(changed)} differ "
-                f"from this config). Delete that directory to prepare it again, or clear data.shard_dir so "
+                f"The shards in {shard_dir} were prepared with different settings (changed since: "
+                f"{', '.join(changed)}). Delete that directory to prepare it again, or clear data.shard_dir so "
                 "each recipe gets its own directory under data.cache_dir.")
         return True
     if list_shards(shard_dir, "train") and list_shards(shard_dir, "val"):

@@ -128,15 +128,22 @@ def source_fingerprint(cfg) -> dict:
         # The docs differ between Python versions (same version => same corpus).
         return {"python": "%d.%d.%d" % sys.version_info[:3]}
     if source == "shakespeare":
+        if cfg.data.path:  # a local copy may be any text; identify it like local files
+            return _files_fingerprint(cfg.data.path, [shakespeare_file(cfg)])
         return {"sha256": SHAKESPEARE_SHA256}
     if source == "fineweb-edu":
         return {"dataset": FINEWEB_DATASET, "name": FINEWEB_NAME, "split": FINEWEB_SPLIT}
-    files = resolve_input_files(cfg.data.path)
+    return _files_fingerprint(cfg.data.path, resolve_input_files(cfg.data.path))
+
+
+def _files_fingerprint(spec: str, files: list[Path]) -> dict:
+    """Names, sizes and modification times: editing, adding or removing a file changes it (without reading
+    gigabytes of text on every start)."""
     digest = hashlib.sha256()
     for path in files:
         st = path.stat()
         digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return {"path": cfg.data.path, "files": len(files), "stat_sha256": digest.hexdigest()}
+    return {"path": spec, "files": len(files), "stat_sha256": digest.hexdigest()}
 
 
 # ------------------------------------------------------------------------------------------- embedded
