@@ -83,7 +83,7 @@ async def shoot(runs_root: Path, run_id: str, out: Path) -> None:
             await pilot.pause(0.1)
         await pilot.pause(1.5)
         app.save_screenshot(filename="console-dashboard.svg", path=str(out))
-        app.open_config(REPO / "configs" / "shakespeare.toml")
+        app.open_config("configs/shakespeare.toml")  # relative, as a user types it (cwd is the repo)
         await pilot.pause(0.2)
         while not app.screen.query_one(ConfigForm).ready:
             await pilot.pause(0.1)
@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         while not run.status().final:
             time.sleep(2)
         print(f"{run.id}: {run.status().label}", flush=True)
-    asyncio.run(shoot(store.root, run.id, Path(args.out)))
+    out = Path(args.out).resolve()
+    os.chdir(REPO)
+    asyncio.run(shoot(store.root, run.id, out))
     print(f"wrote {args.out}/console-dashboard.svg, console-runs.svg, console-editor.svg")
 
 

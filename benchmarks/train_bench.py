@@ -170,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work-dir", help="keep logs and run dirs here (default: a temporary directory)")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--refresh-peak", action="store_true", help="re-run the CPU peak probe instead of the cache")
+    p.add_argument("--wait-quiet", type=float, default=0.0, metavar="LOAD",
+                   help="before each variant, wait (up to 10 min) until the 1-minute load average is below LOAD")
     args = p.parse_args(argv)
 
     import torch
@@ -213,15 +215,18 @@ def main(argv: list[str] | None = None) -> int:
         for v in chosen:
             rdir = work / f"round{rnd}"
             rdir.mkdir(exist_ok=True)
+            if args.wait_quiet:
+                wait_for_quiet(args.wait_quiet)
+            load_before = os.getloadavg()[0]
             if v.kind == "ref":
                 records, wall, rss = run_reference(v, cfg, total_steps, text, rdir)
             else:
                 records, wall, rss = run_ours(v, Path(args.config), overrides, total_steps, rdir, args.nproc)
             s = summarise(records, args.warmup, fpt, peaks[v.dtype])
-            s.update(wall=wall, rss_mb=rss)
+            s.update(wall=wall, rss_mb=rss, load=(load_before, os.getloadavg()[0]))
             results[v.name].append(s)
             print(f"  round {rnd + 1} {v.name:18s} {s['tok_s']:8,.0f} tok/s  median step {s['dt_med'] * 1e3:7.1f} ms "
-                  f"(process {wall:5.1f} s)", flush=True)
+                  f"(process {wall:5.1f} s, load average {s['load'][0]:.1f} → {s['load'][1]:.1f})", flush=True)
 
     merged = {name: _merge(runs) for name, runs in results.items()}
     print()
@@ -234,6 +239,13 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"config": args.config, "set": args.set, "peaks": peaks,
                                                "results": results}, indent=1))
     return 0
+
+
+def wait_for_quiet(limit: float, max_wait: float = 600.0) -> None:
+    """Other jobs on a shared machine distort timings; give them a chance to finish first."""
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= limit and time.monotonic() < deadline:
+        time.sleep(5)
 
 
 def _merge(runs: list[dict]) -> dict:

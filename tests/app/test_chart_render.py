@@ -6,7 +6,6 @@ import itertools
 import math
 import re
 
-import numpy as np
 
 from tui_trainer.app.chart_render import PALETTE, ChartOptions, ChartSpec, Colors, Line, blend, render_chart
 from tui_trainer.app.series import Series

@@ -9,8 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pilot import SIZE, notes, run, text_of, wait_for
-from test_editor_pilot import open_editor, type_into
+from console_pilot import SIZE, notes, open_editor, run, text_of, type_into, wait_for
 from textual.widgets import DataTable, Input
 
 from tui_trainer.app.chart_render import has_data

@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from pilot import SIZE, notes, run, text_of, wait_for
+from console_pilot import SIZE, notes, open_editor, run, text_of, type_into, wait_for
 from textual.widgets import Input, Select, Switch, TabbedContent, TextArea
 
 from tui_trainer.app.console import GptConsole
@@ -23,22 +23,6 @@ def preset_copy(tmp_path: Path) -> Path:
     path = tmp_path / "mine.toml"
     shutil.copy(PRESET, path)
     return path
-
-
-async def open_editor(pilot) -> EditorScreen:
-    app = pilot.app
-    screen = await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen) and app.screen, what="editor")
-    await wait_for(pilot, lambda: screen.query_one(ConfigForm).ready, what="form fully mounted")
-    return screen
-
-
-async def type_into(pilot, screen: EditorScreen, key: str, text: str) -> None:
-    box = screen.query_one(ConfigForm).row(key).query_one(Input)
-    box.focus()
-    box.value = ""
-    await pilot.pause()
-    await pilot.press(*list(text))
-    await pilot.pause(0.1)
 
 
 def test_form_edit_validates_updates_derived_and_saves_with_comments(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from console_events import EventLog
-from pilot import SIZE, notes, run, text_of, wait_for
+from console_pilot import SIZE, notes, run, text_of, wait_for
 from textual.widgets import DataTable
 
 from tui_trainer.app.chart_render import ChartOptions

@@ -141,7 +141,7 @@ def test_explicit_shard_dir_is_never_overwritten(tmp_path):
         ensure_shards(changed)
 
 
-def test_failed_build_leaves_no_directory(tmp_path, monkeypatch):
+def test_failed_build_leaves_no_directory(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("a single document cannot be split")
     cfg = make_cfg(tmp_path, "data.source=files", f"data.path={corpus}")

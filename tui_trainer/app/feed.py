@@ -74,9 +74,7 @@ class RunFeed:
         self.interval = interval
         self.output = TextTail(run.log_file)
         self.status = None          # tui_trainer.runs.RunStatus, refreshed every STATUS_EVERY seconds
-        self.status_error: str | None = None
         self.read_error: str | None = None  # shown in the dashboard's banner while reading fails
-        self.output_version = 0
         self.follower = run.follower()
         self._restarts = 0
 
@@ -90,17 +88,15 @@ class RunFeed:
                 self.view.reset()
             self.view.apply_many(events)
             changed = True
-        if self.output.poll():
-            with self.view.lock:
-                self.output_version += 1
-            changed = True
+        with self.view.lock:  # the UI copies output.lines under this lock; a deque must not grow meanwhile
+            if self.output.poll():
+                changed = True
         return changed
 
     def refresh_status(self) -> bool:
         try:
             status = self.run.status()
-        except Exception as e:  # status reads /proc and files another process writes; never kill the feed
-            self.status_error = str(e)
+        except Exception:  # status reads /proc and files another process writes: keep the last one, retry
             return False
         changed = status != self.status
         self.status = status
@@ -124,5 +120,5 @@ class RunFeed:
                 last_status = now
             if changed:
                 self.notify()
-            if not changed:  # while a backlog remains (replay) every poll changes something: no sleeping
+            else:  # while a backlog remains (replay) every poll changes something: no sleeping then
                 time.sleep(self.interval)

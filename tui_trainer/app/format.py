@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 
 def count(n: float | None, digits: int = 1) -> str:
@@ -58,3 +60,15 @@ def _finite(x: float) -> bool:
         return math.isfinite(x)
     except TypeError:
         return False
+
+
+def path(p: str | os.PathLike) -> str:
+    """A path as short as it can be read: relative to the working directory when inside it, ~ for home."""
+    p = Path(p)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        pass
+    home = str(Path.home())
+    text = str(p)
+    return "~" + text[len(home):] if home != "/" and text.startswith(home + os.sep) else text

@@ -18,6 +18,7 @@ from textual.screen import Screen
 from textual.lazy import Lazy
 from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
 
+from tui_trainer.app import format as fmt
 from tui_trainer.app.config_doc import SCHEMA, ConfigDocument, InputProblem, Validation, parse_field_input
 from tui_trainer.app.derived import Throughput, derived_lines, known_throughput
 from tui_trainer.app.screens.dialogs import ConfirmDialog, OpenConfigDialog, PromptDialog
@@ -196,12 +197,12 @@ class EditorScreen(Screen):
 
     def _show_title(self) -> None:
         doc = self.doc
-        name = str(doc.path) if doc.path else "(new config)"
+        name = fmt.path(doc.path) if doc.path else "(new config)"
         text = Text.assemble(("Config ", "bold"), (name, "bold cyan"))
         if doc.dirty:
             text.append("  ● modified", style="yellow")
         if doc.origin_path and doc.origin_path != doc.path:
-            text.append(f"  from {doc.origin_path}", style="dim")
+            text.append(f"  from {fmt.path(doc.origin_path)}", style="dim")
         self.query_one("#editor-title", Static).update(text)
 
     @work(thread=True, exit_on_error=False, exclusive=True, group="throughput")

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import get_current_worker
 
+from tui_trainer.app import format as fmt
 from tui_trainer.app.messages import RunsRefreshed
 from tui_trainer.app.runs_model import COLUMNS, STATUS_STYLE, RunRow
 from tui_trainer.app.screens.dialogs import ConfirmDialog
@@ -52,7 +53,7 @@ class RunsScreen(Screen):
         for name in COLUMNS:
             table.add_column(name, key=name)
         self.query_one("#runs-title", Static).update(Text.assemble(
-            ("Runs ", "bold"), (str(self.app.store.root), "bold cyan"),
+            ("Runs ", "bold"), (fmt.path(self.app.store.root), "bold cyan"),
             ("   Enter open · n new · space mark · c compare · ? help", "dim")))
         self._show_empty()
         self._refresher()

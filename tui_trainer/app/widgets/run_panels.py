@@ -100,7 +100,7 @@ class ErrorBanner(Static):
             self.update(text)
 
 
-def sample_renderable(sample: SampleView | None, total: int):
+def sample_renderable(sample: SampleView | None):
     if sample is None:
         return Text("No samples yet. They arrive every sample.every steps; press p to ask for one now.",
                     style="dim")
@@ -125,7 +125,7 @@ class SamplesPanel(VerticalScroll):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.browser = SampleBrowser()
-        self._shown: tuple | None = None
+        self._shown: SampleView | None = None
 
     def compose(self):
         yield Static(id="samples-body")
@@ -133,11 +133,9 @@ class SamplesPanel(VerticalScroll):
     def show(self, view: RunView) -> None:
         with view.lock:
             sample = self.browser.current(view.samples)
-            total = len(view.samples)
-        key = (sample, total)
-        if key != self._shown:
-            self._shown = key
-            self.query_one("#samples-body", Static).update(sample_renderable(sample, total))
+        if sample != self._shown:
+            self._shown = sample
+            self.query_one("#samples-body", Static).update(sample_renderable(sample))
 
 
 class LinePane(RichLog):

@@ -4,7 +4,10 @@ A window is B·T+1 consecutive tokens of one shard starting at a multiple of B·
 last B·T; neighbouring windows share one token, as in build-nanogpt). Windows get a global index: epoch e holds
 indices [e·N, (e+1)·N) where N is the number of windows in all shards, laid out shard after shard in the epoch's
 shard order, each shard's windows in the epoch's window order. Both orders are plain sequential, or — with
-shuffling — seeded permutations that change every epoch.
+shuffling — seeded permutations that change every epoch:
+    shard order:         np.random.default_rng([seed, e, 0]).permutation(number of shards)
+    windows of shard i:  np.random.default_rng([seed, e, 1, i]).permutation(windows in shard i)
+(shards too short for one window are dropped from the order after permuting).
 
 Each ``next_batch`` call on rank r reads window ``position + r`` and advances ``position`` by the world size W,
 so at optimizer step s, micro-step m (A micro-steps a step) rank r reads window s·W·A + m·W + r: 2 ranks × 1

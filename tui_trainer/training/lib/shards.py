@@ -121,12 +121,12 @@ def ensure_shards(cfg, *, progress: ProgressFn | None = None) -> Path:
     from several processes at once (one builds, the others wait and reuse the result)."""
     recipe = shard_recipe(cfg)
     shard_dir = resolve_shard_dir(cfg, recipe)
-    if _usable(shard_dir, recipe, cfg):
+    if _usable(shard_dir, recipe):
         return shard_dir
     get_tokenizer()  # fail before reading the corpus if the BPE is unavailable offline
     shard_dir.parent.mkdir(parents=True, exist_ok=True)
     with _BuildLock(shard_dir.parent / f".{shard_dir.name}.lock"):
-        if _usable(shard_dir, recipe, cfg):  # someone else built it while we waited
+        if _usable(shard_dir, recipe):  # someone else built it while we waited
             return shard_dir
         _remove_stale_builds(shard_dir)
         tmp = shard_dir.parent / f".{shard_dir.name}.tmp-{os.getpid()}"
@@ -151,7 +151,7 @@ _RECIPE_KEYS = {"source": "data.source", "input": "the input (data.path, its fil
                 "max_tokens": "data.max_tokens", "tokenizer": "the tokenizer", "format": "the shard format"}
 
 
-def _usable(shard_dir: Path, recipe: dict, cfg) -> bool:
+def _usable(shard_dir: Path, recipe: dict) -> bool:
     """True if ``shard_dir`` holds complete shards for this recipe; False if it is missing or empty; raises
     DataError if it holds something else we must not touch."""
     if not shard_dir.exists():

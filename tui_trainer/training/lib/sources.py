@@ -43,6 +43,9 @@ SHAKESPEARE_PASSAGE_CHARS = 8192
 TEXT_SUFFIXES = (".txt",)
 JSONL_SUFFIXES = (".jsonl",)
 
+# Bump when embedded_documents() changes what it extracts, so shards prepared by older code are not reused.
+EMBEDDED_EXTRACTION_VERSION = 2
+
 # Corpora that are streamed rather than held in full: their validation shard is simply their first shard.
 STREAMED_SOURCES = ("fineweb-edu",)
 
@@ -125,8 +128,8 @@ def source_fingerprint(cfg) -> dict:
     """What identifies the corpus's content, so shards built from other input are never taken for these."""
     source = cfg.data.source
     if source == "embedded":
-        # The docs differ between Python versions (same version => same corpus).
-        return {"python": "%d.%d.%d" % sys.version_info[:3]}
+        # The docs differ between Python versions (same version and extraction => same corpus).
+        return {"python": "%d.%d.%d" % sys.version_info[:3], "extraction": EMBEDDED_EXTRACTION_VERSION}
     if source == "shakespeare":
         if cfg.data.path:  # a local copy may be any text; identify it like local files
             return _files_fingerprint(cfg.data.path, [shakespeare_file(cfg)])

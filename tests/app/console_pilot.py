@@ -9,7 +9,11 @@ from typing import Awaitable, Callable
 
 from rich.console import Console
 
+from textual.widgets import Input
+
 from tui_trainer.app.console import GptConsole
+from tui_trainer.app.screens.editor import EditorScreen
+from tui_trainer.app.widgets.config_form import ConfigForm
 
 SIZE = (160, 48)
 
@@ -42,3 +46,19 @@ def text_of(widget, width: int = 200) -> str:
     console = Console(width=width, file=io.StringIO(), record=True, color_system=None)
     console.print(widget.content)
     return console.export_text()
+
+
+async def open_editor(pilot) -> EditorScreen:
+    app = pilot.app
+    screen = await wait_for(pilot, lambda: isinstance(app.screen, EditorScreen) and app.screen, what="editor")
+    await wait_for(pilot, lambda: screen.query_one(ConfigForm).ready, what="form fully mounted")
+    return screen
+
+
+async def type_into(pilot, screen: EditorScreen, key: str, text: str) -> None:
+    box = screen.query_one(ConfigForm).row(key).query_one(Input)
+    box.focus()
+    box.value = ""
+    await pilot.pause()
+    await pilot.press(*list(text))
+    await pilot.pause(0.1)
