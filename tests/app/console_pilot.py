@@ -8,7 +8,6 @@ import time
 from typing import Awaitable, Callable
 
 from rich.console import Console
-
 from textual.widgets import Input
 
 from tui_trainer.app.console import GptConsole

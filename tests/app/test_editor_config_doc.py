@@ -153,3 +153,18 @@ def test_lenient_config_keeps_a_value_that_only_breaks_a_rule_between_keys():
     v = ConfigDocument("[optim]\ntotal_batch_size = 16384\nmicro_batch_size = 3\n[model]\nblock_size = 256\n").validate()
     assert not v.ok
     assert v.lenient.optim.total_batch_size == 16384 and v.lenient.optim.micro_batch_size == 3
+
+
+def test_preflight_warns_about_local_files_that_are_not_there(tmp_path):
+    from tui_trainer.app.config_doc import preflight
+    cfg = TrainingConfig()
+    assert preflight(cfg) == []
+    cfg.data.source, cfg.data.path = "files", str(tmp_path / "corpus" / "*.txt")
+    cfg.eval.hellaswag_path = str(tmp_path / "hs.jsonl")
+    assert [w.key for w in preflight(cfg)] == ["data.path", "eval.hellaswag_path"]
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("hi")
+    (tmp_path / "hs.jsonl").write_text("{}")
+    assert preflight(cfg) == []
+    cfg.eval.hellaswag_every, cfg.eval.hellaswag_path = 0, "/nope"   # HellaSwag off: no warning
+    assert preflight(cfg) == []

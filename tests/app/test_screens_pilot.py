@@ -190,7 +190,8 @@ def test_help_screen_and_command_palette(tmp_path):
             await pilot.press(*"new run")
             await pilot.pause(0.3)
             await pilot.press("enter")
-            # No configs/default.toml beside a temp cwd is fine: the repo's presets or built-in defaults open.
-            await wait_for(pilot, lambda: type(app.screen).__name__ == "EditorScreen", what="the editor")
+            editor = await wait_for(pilot, lambda: type(app.screen).__name__ == "EditorScreen" and app.screen,
+                                    what="the editor")
+            assert editor.doc.path.name == "default.toml" and editor.validation.ok   # the default preset
 
     run(scenario)

@@ -8,6 +8,7 @@ replaces the whole text. Both go through this class, so form and text never disa
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -63,6 +64,24 @@ def _field_ok(spec: FieldSpec, value: Any) -> bool:
     # The trainer's own per-key check (type, choices, bounds) — the one config_from_dict runs on every value.
     from tui_trainer.training.lib.config import _check_value
     return _check_value(spec, value)[1] is None
+
+
+def preflight(cfg: TrainingConfig) -> list[ConfigProblem]:
+    """Things the validator cannot know but this machine can: local files the config names that are not there.
+
+    The trainer would fail on them after starting; the editor shows them as warnings before launch.
+    """
+    warnings = []
+    if cfg.data.path and cfg.data.source in ("files", "shakespeare"):
+        pattern = os.path.expanduser(cfg.data.path)
+        if not (Path(pattern).exists() or glob.glob(pattern)):
+            warnings.append(ConfigProblem("data.path", f"nothing at {cfg.data.path} on this machine",
+                                          "fix the path, or clear it to download where the source allows"))
+    if cfg.eval.hellaswag_path and cfg.eval.hellaswag_every:
+        if not Path(os.path.expanduser(cfg.eval.hellaswag_path)).is_file():
+            warnings.append(ConfigProblem("eval.hellaswag_path", f"no file {cfg.eval.hellaswag_path}",
+                                          "fix the path, or clear it to download the official file"))
+    return warnings
 
 
 class InputProblem(ValueError):

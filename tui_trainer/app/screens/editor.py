@@ -19,7 +19,8 @@ from textual.lazy import Lazy
 from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
 
 from tui_trainer.app import format as fmt
-from tui_trainer.app.config_doc import SCHEMA, ConfigDocument, InputProblem, Validation, parse_field_input
+from tui_trainer.app.config_doc import (SCHEMA, ConfigDocument, InputProblem, Validation, parse_field_input,
+                                        preflight)
 from tui_trainer.app.derived import Throughput, derived_lines, known_throughput
 from tui_trainer.app.screens.dialogs import ConfirmDialog, OpenConfigDialog, PromptDialog
 from tui_trainer.app.widgets.config_form import ConfigForm, FieldRow
@@ -28,10 +29,17 @@ from tui_trainer.training.lib.config import ConfigError, ConfigProblem, config_t
 TEXT_SYNC_DELAY = 0.3  # seconds of typing pause before the TOML view's text is re-parsed into the form
 
 
-def problem_text(problems: list[ConfigProblem]) -> Text:
-    if not problems:
-        return Text("✓ valid — the trainer will accept this config", style="bold green")
+def problem_text(problems: list[ConfigProblem], warnings: list[ConfigProblem] = ()) -> Text:
     text = Text()
+    for w in warnings:
+        text.append(f"⚠ {w.key}: ", style="bold yellow")
+        text.append(w.reason)
+        if w.fix:
+            text.append(f"\n  → {w.fix}", style="italic")
+        text.append("\n")
+    if not problems:
+        text.append("✓ valid — the trainer will accept this config", style="bold green")
+        return text
     text.append(f"✗ {len(problems)} problem{'s' if len(problems) != 1 else ''}\n", style="bold red")
     for p in problems:
         text.append(f"• {p.key or 'file'}: ", style="bold red")
@@ -177,7 +185,8 @@ class EditorScreen(Screen):
             if sync_form and self.doc.parsed:
                 row.show_value(value, set_in_file)
             row.show_state(set_in_file, by_key.get(row.spec.key, []))
-        self.query_one("#problems", Static).update(problem_text(problems))
+        warnings = preflight(self.validation.config) if self.validation.config is not None else []
+        self.query_one("#problems", Static).update(problem_text(problems, warnings))
         self._show_derived()
         self.query_one("#diff-view", Static).update(diff_text(self.doc.diff()))
         self._show_title()
@@ -279,8 +288,10 @@ class EditorScreen(Screen):
             return
         cfg = validation.config
         assert cfg is not None
+        warnings = preflight(cfg)
         body = Group(
             Text("The run starts in the background and keeps going if you close the console.\n", style="italic"),
+            problem_text([], warnings) if warnings else Text(""),
             derived_table(derived_lines(cfg, self._throughput), False),
             Text("\nResolved config:\n", style="bold"),
             Text(config_to_toml(cfg, comments=False)),
