@@ -172,7 +172,7 @@ def get_lr(it: int, max_lr: float = 6e-4, warmup_steps: int = 10, max_steps: int
 
 def build(tokens: torch.Tensor, *, dtype: str = "float32", compile: bool = False, seed: int = 1337,
           config: GPTConfig | None = None, batch: int = 8, device: str = "cpu", warmup_steps: int = 10,
-          max_steps: int = 50):
+          max_steps: int = 50, grad_accum_steps: int = 1):
     """Model, optimizer, loader and a ``step(i) -> (loss tensor, grad norm tensor)`` closure."""
     config = config or GPTConfig()
     torch.manual_seed(seed)
@@ -185,16 +185,20 @@ def build(tokens: torch.Tensor, *, dtype: str = "float32", compile: bool = False
 
     def step(it: int):
         optimizer.zero_grad()
-        x, y = loader.next_batch()
-        x, y = x.to(device), y.to(device)
-        with autocast():
-            _, loss = trained(x, y)
-        loss.backward()
+        loss_accum = 0.0
+        for _ in range(grad_accum_steps):
+            x, y = loader.next_batch()
+            x, y = x.to(device), y.to(device)
+            with autocast():
+                _, loss = trained(x, y)
+            loss = loss / grad_accum_steps
+            loss_accum += loss.detach()
+            loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for group in optimizer.param_groups:
             group["lr"] = get_lr(it, warmup_steps=warmup_steps, max_steps=max_steps)
         optimizer.step()
-        return loss.detach(), norm
+        return loss_accum, norm
 
     return model, step
 
@@ -211,13 +215,14 @@ def main(argv: list[str] | None = None) -> None:
     for name, default in vars(GPTConfig()).items():
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
     p.add_argument("--batch", type=int, default=8, help="micro-batch size B")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
     args = p.parse_args(argv)
     config = GPTConfig(**{name: getattr(args, name) for name in vars(GPTConfig())})
     tokens = load_tokens(Path(args.data))
     print(f"loaded {len(tokens)} tokens; {torch.get_num_threads()} threads; {config}", flush=True)
     _, step = build(tokens, dtype=args.dtype, compile=args.compile, config=config, batch=args.batch,
-                    warmup_steps=args.warmup_steps, max_steps=args.max_steps)
-    tokens_per_step = args.batch * config.block_size
+                    warmup_steps=args.warmup_steps, max_steps=args.max_steps, grad_accum_steps=args.grad_accum)
+    tokens_per_step = args.batch * config.block_size * args.grad_accum
     records = []
     for it in range(args.steps):
         t0 = time.perf_counter()

@@ -102,6 +102,7 @@ def run_reference(v: Variant, cfg, total_steps: int, text: Path, work: Path) -> 
             "--n-layer", str(m.n_layer), "--n-head", str(m.n_head), "--n-embd", str(m.n_embd),
             "--block-size", str(m.block_size), "--vocab-size", str(m.vocab_size),
             "--batch", str(cfg.optim.micro_batch_size),
+            "--grad-accum", str(cfg.optim.total_batch_size // (cfg.optim.micro_batch_size * m.block_size)),
             "--warmup-steps", str(cfg.schedule.warmup_steps), "--max-steps", str(cfg.schedule.max_steps)]
     code, wall, rss = run_process(argv, child_env(v.env), work / f"{v.name}.log")
     if code != 0:
@@ -111,7 +112,7 @@ def run_reference(v: Variant, cfg, total_steps: int, text: Path, work: Path) -> 
 
 def run_ours(v: Variant, config: Path, overrides: list[str], total_steps: int, work: Path, nproc: int):
     run_dir = work / v.name
-    sets = [*overrides, *v.args]
+    sets = [*overrides, *v.args, f"launch.nproc_per_node={nproc}"]
     trainer = ["-m", "tui_trainer.training.train", "--config", str(config), "--run-dir", str(run_dir)]
     for s in sets:
         trainer += ["--set", s]
@@ -119,7 +120,9 @@ def run_ours(v: Variant, config: Path, overrides: list[str], total_steps: int, w
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *trainer]
     else:
         argv = [sys.executable, *trainer]
-    code, wall, rss = run_process(argv, child_env(v.env), work / f"{v.name}.log")
+    # as the launcher does: the CPU's cores shared among the ranks
+    env = child_env({"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)), **v.env})
+    code, wall, rss = run_process(argv, env, work / f"{v.name}.log")
     if code != 0:
         raise RuntimeError(f"{v.name} failed (exit {code}); see {work / f'{v.name}.log'}")
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines() if line.strip()]
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile happens here)")
     p.add_argument("--rounds", type=int, default=1, help="repeat all variants, interleaved, and take medians "
                                                           "(evens out load from other processes)")
-    p.add_argument("--nproc", type=int, default=1, help="ranks for the 'ours' variants (torchrun if > 1)")
+    p.add_argument("--nproc", type=int, default=0, help="ranks for the 'ours' variants (torchrun if > 1; "
+                                                         "default: the config's launch.nproc_per_node)")
     p.add_argument("--data", default=str(DEFAULT_TEXT), help="Tiny Shakespeare text for the bench config")
     p.add_argument("--work-dir", help="keep logs and run dirs here (default: a temporary directory)")
     p.add_argument("--json", help="write all results to this JSON file")
@@ -187,8 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config, overrides)
     if cfg.data.source == "shakespeare" and not cfg.data.path:
         overrides.append(f"data.path={json.dumps(str(text))}")
-    if cfg.optim.total_batch_size != cfg.optim.micro_batch_size * cfg.model.block_size * args.nproc:
-        print("note: gradient accumulation is on; the reference loop does one micro-step per step", file=sys.stderr)
+    args.nproc = args.nproc or cfg.launch.nproc_per_node
     fpt = flops_per_token(cfg)
     known = variants()
     chosen = [known[name.strip()] for name in args.variants.split(",") if name.strip()]
