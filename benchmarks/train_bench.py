@@ -196,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     known = variants()
     chosen = [known[name.strip()] for name in args.variants.split(",") if name.strip()]
     threads = torch.get_num_threads()
-    peaks = {d: cpu_peak_flops(getattr(torch, d), threads=max(1, threads // args.nproc),
-                               refresh=args.refresh_peak) * args.nproc
-             for d in {v.dtype for v in chosen}}
+    # The job's peak: ranks × one rank's peak with its share of the threads (the reference is one process).
+    peaks = {(v.dtype, ranks): cpu_peak_flops(getattr(torch, v.dtype), threads=max(1, threads // ranks),
+                                              refresh=args.refresh_peak) * ranks
+             for v in chosen for ranks in [args.nproc if v.kind == "ours" else 1]}
     work = Path(args.work_dir or tempfile.mkdtemp(prefix="train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model:   {m.n_layer} layers, {m.n_head} heads, {m.n_embd} wide, block {m.block_size}, vocab "
           f"{m.vocab_size}; batch {cfg.optim.micro_batch_size}×{m.block_size} = "
           f"{cfg.optim.micro_batch_size * m.block_size} tokens/micro-step; {fpt / 1e6:.1f} MFLOP/token")
-    print("peak:    " + ", ".join(f"{d} {f / 1e12:.3f} TFLOP/s" for d, f in sorted(peaks.items()))
+    print("peak:    " + ", ".join(f"{d} × {r} rank(s) {f / 1e12:.3f} TFLOP/s" for (d, r), f in sorted(peaks.items()))
           + " (lib/peak.py matmul probe, cached)")
     print(f"steps:   {args.warmup} warm-up + {args.steps} timed per variant, {args.rounds} round(s); logs in {work}")
     print(flush=True)
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 records, wall, rss = run_reference(v, cfg, total_steps, text, rdir)
             else:
                 records, wall, rss = run_ours(v, Path(args.config), overrides, total_steps, rdir, args.nproc)
-            s = summarise(records, args.warmup, fpt, peaks[v.dtype])
+            s = summarise(records, args.warmup, fpt, peaks[(v.dtype, args.nproc if v.kind == "ours" else 1)])
             s.update(wall=wall, rss_mb=rss, load=(load_before, os.getloadavg()[0]))
             results[v.name].append(s)
             print(f"  round {rnd + 1} {v.name:18s} {s['tok_s']:8,.0f} tok/s  median step {s['dt_med'] * 1e3:7.1f} ms "
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render_ratios(chosen, merged))
     if args.json:
-        Path(args.json).write_text(json.dumps({"config": args.config, "set": args.set, "peaks": peaks,
+        Path(args.json).write_text(json.dumps({"config": args.config, "set": args.set,
+                                               "peaks": {f"{d}x{r}": f for (d, r), f in peaks.items()},
                                                "results": results}, indent=1))
     return 0
 

@@ -145,6 +145,9 @@ def step_losses(events: list[dict]) -> dict[int, float]:
 
 
 def kill_group(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
+    """Clean up after a test: SIGKILL the trainer's whole session (torchrun and any worker left behind)."""
+    try:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -277,3 +277,28 @@ def test_deleted_run_dir_stops_the_run_and_saves_it(workdir):
         kill_group(proc)
     saved = list((run_dir / "checkpoints").iterdir())  # the directory was made again for the checkpoint
     assert len(saved) == 1 and (saved[0] / "meta.json").is_file()
+
+
+def test_killed_torchrun_leaves_no_workers(workdir):
+    run_dir = workdir / "orphans"
+    proc = start_trainer(workdir / "tiny.toml", run_dir, "schedule.max_steps=100000", "eval.every=0", nproc=2)
+    try:
+        wait_for_event(run_dir, lambda e: e["type"] == "step", proc=proc)
+        workers = [pid for pid in _descendants(proc.pid) if _environ(pid).get("RANK") in ("0", "1")]
+        assert len(workers) == 2
+        proc.kill()  # SIGKILL torchrun alone: no chance to forward anything
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers), "workers outlived torchrun"
+    finally:
+        kill_group(proc)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.set)
         ctx = setup_distributed(cfg.system.device)
         code = train(cfg, ctx, run_dir, events, stop, args, progress)
+    except PreparationStopped:
+        events.emit("run_end", status="stopped", reason=f"{stop.reason} while preparing data", step=0)
+        code = 0
     except Exception as e:  # noqa: BLE001 - every failure ends the run with an error + run_end event
         user_error = _is_user_error(e)
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
@@ -101,8 +104,10 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
         kept = save_resolved_config(run_dir, cfg_toml)
         if kept:
             events.emit("log", level="info", message=f"the run's previous config.toml is kept as {kept}")
-        L.ensure_shards(cfg, progress=_prepare_reporter(events))
-    L.barrier(ctx)  # the other ranks wait for rank 0's data preparation
+    if ctx.local_rank == 0:  # one preparer per machine (nodes need not share a filesystem)
+        L.ensure_shards(cfg, progress=_prepare_reporter(events, stop))
+    else:
+        _wait_for_shards(cfg, stop)
     enc = L.get_tokenizer()
     train_loader, val_loader = L.build_dataloaders(cfg, ctx.rank, world)
 
@@ -228,6 +233,7 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
             break
     if profiler:
         profiler.stop()
+        events.emit("log", level="info", message=f"profiler trace written to {run_dir / 'profile'}")
     events.emit("run_end", status=status, reason=reason, step=done)
     if master:
         print(f"run {status} at step {done}: {reason}", flush=True)
@@ -259,11 +265,30 @@ def _load_hellaswag(cfg: TrainingConfig, events: EventWriter):
         return None
 
 
-def _prepare_reporter(events: EventWriter):
-    """Progress of a first-time data preparation: a log event and a stderr line every few seconds."""
+class PreparationStopped(Exception):
+    """SIGTERM/SIGINT arrived while the data was being prepared (nothing half-written is kept)."""
+
+
+def _wait_for_shards(cfg: TrainingConfig, stop: StopFlag) -> None:
+    """Wait for this machine's local rank 0 to prepare the shards. A file poll, not a collective: preparing a
+    large corpus can take longer than any collective timeout. If rank 0 fails, torchrun stops this rank."""
+    from tui_trainer.training.lib.shards import ensure_shards, list_shards, resolve_shard_dir
+    shard_dir = resolve_shard_dir(cfg)
+    while not (list_shards(shard_dir, "val") and list_shards(shard_dir, "train")):
+        if stop.requested:
+            raise PreparationStopped()
+        time.sleep(0.5)
+    ensure_shards(cfg)  # the same checks as rank 0's; returns at once
+
+
+def _prepare_reporter(events: EventWriter, stop: StopFlag):
+    """Progress of a first-time data preparation: a log event and a stderr line every few seconds. A stop
+    request ends the preparation (its temp dir is removed) instead of waiting hours for it."""
     last = [0.0]
 
     def report(p) -> None:
+        if stop.requested:
+            raise PreparationStopped()
         if p.done or time.monotonic() - last[0] >= 5.0:
             last[0] = time.monotonic()
             message = (f"preparing {p.source} shards: {p.documents:,} documents, {p.tokens:,} tokens, "
