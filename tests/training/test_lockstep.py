@@ -289,3 +289,24 @@ def test_shards_without_manifest_are_used_as_they_are(tmp_path):
     assert one.ensure_shards(cfg, lambda *a: None) == tmp_path / "fw"
     train, val = one.build_dataloaders(cfg, 0, 1)
     assert len(train.files) == 2 and len(val.files) == 1
+
+
+# ---------------------------------------------------------------------------------- devices and metrics
+def test_peak_table_precision_and_device_match():
+    from tui_trainer.training.lib import metrics, precision
+    from tui_trainer.training.lib.distributed import setup_distributed
+    assert [(p, (v["bfloat16"], v["tf32"], v["float32"])) for p, v in metrics.PEAK_FLOPS] == one.PEAK_FLOPS
+    names = [p.replace("\\b", "").replace(".*", " ").split("|")[0] for p, _ in metrics.PEAK_FLOPS] + ["Unknown"]
+    for name in names:
+        for dtype in (torch.float32, torch.bfloat16, torch.float16):
+            for tf32 in (True, False):
+                for device_type in ("cuda", "cpu"):
+                    assert one.peak_flops(name, device_type, dtype, tf32) == \
+                        metrics.peak_flops(name, device_type, dtype, tf32), (name, dtype, tf32, device_type)
+    cpu = torch.device("cpu")
+    assert one.device_name(cpu) == metrics.device_name(cpu)
+    assert one.cpu_has_native_bf16() == precision.cpu_has_native_bf16()
+    for setting in ("auto", "float32", "bfloat16"):
+        assert one.configure_precision(setting, True, cpu)[0] == precision.configure_precision(setting, True, cpu)[0]
+    for setting in ("auto", "cpu"):
+        assert one.setup_distributed(setting).device == setup_distributed(setting).device

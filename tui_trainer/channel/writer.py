@@ -88,12 +88,10 @@ class EventWriter:
         if self._thread is None:
             return
         thread, self._thread = self._thread, None
-        while True:
-            try:
-                self._queue.put(_STOP, timeout=timeout)
-                break
-            except queue.Full:  # pragma: no cover - only if the disk stalls for `timeout`
-                continue
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:  # the disk stalled for `timeout`: give up rather than hang the trainer's exit
+            return
         thread.join(timeout)
 
     def __enter__(self) -> "EventWriter":

@@ -1411,6 +1411,10 @@ def set_parent_death_signal() -> None:
 
 
 # ================================================================================================= 8. train
+class PreparationStopped(Exception):
+    """SIGTERM/SIGINT arrived while the data was being prepared (nothing half-written is kept)."""
+
+
 FLAGS = ("stop", "checkpoint", "sample", "eval")  # what all ranks agree on after every step
 
 
@@ -1475,20 +1479,28 @@ def train(cfg: TrainingConfig, ctx: DistContext, run_dir: Path, events: Events, 
     ckpt_root, cfg_dict, cfg_toml = run_dir / "checkpoints", dataclasses.asdict(cfg), config_to_toml(cfg)
 
     resume_from = from_rank0(ctx, lambda: checkpoint_to_resume(ckpt_root, args.resume or cfg.checkpoint.resume == "auto"))
-    if master:
-        if kept := save_resolved_config(run_dir, cfg_toml):
-            events.emit("log", level="info", message=f"the run's previous config.toml is kept as {kept}")
-        last_report = [0.0]
+    if master and (kept := save_resolved_config(run_dir, cfg_toml)):
+        events.emit("log", level="info", message=f"the run's previous config.toml is kept as {kept}")
+    last_report = [0.0]
 
-        def report(source, documents, tokens, elapsed, finished):  # a first-time preparation's progress
-            if finished or time.monotonic() - last_report[0] >= 5.0:
-                last_report[0] = time.monotonic()
-                message = (f"preparing {source} shards: {documents:,} documents, {tokens:,} tokens, {elapsed:.0f}s"
-                           + (" — done" if finished else ""))
-                events.emit("log", level="info", message=message)
-                print(message, file=sys.stderr, flush=True)
+    def report(source, documents, tokens, elapsed, finished):  # a first-time preparation's progress
+        if stop.requested:  # end the preparation (its temp dir is removed) rather than wait hours for it
+            raise PreparationStopped()
+        if finished or time.monotonic() - last_report[0] >= 5.0:
+            last_report[0] = time.monotonic()
+            message = (f"preparing {source} shards: {documents:,} documents, {tokens:,} tokens, {elapsed:.0f}s"
+                       + (" — done" if finished else ""))
+            events.emit("log", level="info", message=message)
+            print(message, file=sys.stderr, flush=True)
+    if ctx.local_rank == 0:  # one preparer per machine (nodes need not share a filesystem)
         ensure_shards(cfg, report)
-    barrier(ctx)  # the other ranks wait for rank 0's data preparation
+    else:  # a file poll, not a collective: preparing a big corpus can outlast any collective timeout
+        shard_dir = shard_dir_for(cfg)
+        while not (shard_files(shard_dir, "val") and shard_files(shard_dir, "train")):
+            if stop.requested:
+                raise PreparationStopped()
+            time.sleep(0.5)
+        ensure_shards(cfg, report)  # the same checks as local rank 0's; returns at once
     enc = get_tokenizer()
     train_loader, val_loader = build_dataloaders(cfg, ctx.rank, world)
 
@@ -1629,6 +1641,7 @@ def train(cfg: TrainingConfig, ctx: DistContext, run_dir: Path, events: Events, 
             break
     if profiler:
         profiler.stop()
+        events.emit("log", level="info", message=f"profiler trace written to {run_dir / 'profile'}")
     events.emit("run_end", status=status, reason=reason, step=done)
     if master:
         print(f"run {status} at step {done}: {reason}", flush=True)
@@ -1661,6 +1674,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(args.config, args.set)
         ctx = setup_distributed(cfg.system.device)
         code = train(cfg, ctx, run_dir, events, stop, args, progress)
+    except PreparationStopped:
+        events.emit("run_end", status="stopped", reason=f"{stop.reason} while preparing data", step=0)
+        code = 0
     except Exception as e:  # noqa: BLE001 - every failure ends the run with an error + run_end event
         user_error = isinstance(e, (UserError, ConfigError))
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
