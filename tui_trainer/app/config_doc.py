@@ -62,8 +62,8 @@ def lenient_config(data: dict[str, Any]) -> TrainingConfig:
 def _field_ok(spec: FieldSpec, value: Any) -> bool:
     """Does ``value`` pass the validator's checks for this one key? (Rules between keys are not asked.)"""
     # The trainer's own per-key check (type, choices, bounds) — the one config_from_dict runs on every value.
-    from tui_trainer.training.lib.config import _check_value
-    return _check_value(spec, value)[1] is None
+    from tui_trainer.training.lib.config import check_value
+    return check_value(spec, value)[1] is None
 
 
 def preflight(cfg: TrainingConfig) -> list[ConfigProblem]:

@@ -255,7 +255,7 @@ def _type_name(t: type) -> str:
             dict: "a table"}.get(t, t.__name__)
 
 
-def _check_value(spec: FieldSpec, value: Any) -> tuple[Any, ConfigProblem | None]:
+def check_value(spec: FieldSpec, value: Any) -> tuple[Any, ConfigProblem | None]:
     """Coerce/validate one value against its spec; returns (value, problem)."""
     t = spec.type
     ok = (isinstance(value, bool) if t is bool else
@@ -311,7 +311,7 @@ def config_from_dict(data: dict[str, Any], source: str = "") -> TrainingConfig:
             if spec is None:
                 problems.append(_unknown(f"{name}.{key}", names, "keys"))
                 continue
-            value, problem = _check_value(spec, value)
+            value, problem = check_value(spec, value)
             if problem:
                 problems.append(problem)
             else:
