@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -154,7 +155,8 @@ def test_same_seed_same_weights_same_loss_and_gradients(dtype):
     assert [n for n, _ in lib_model.named_parameters()] == [n for n, _ in one_model.named_parameters()]
 
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randint(0, 50257, (3, 16), generator=g), torch.randint(0, 50257, (3, 16), generator=g)
+    # 20 × 16 = 320 rows: two chunks of the CPU head (256 rows each), the second one partial.
+    x, y = torch.randint(0, 50257, (20, 16), generator=g), torch.randint(0, 50257, (20, 16), generator=g)
     results = []
     for model in (lib_model, one_model):
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
@@ -219,7 +221,6 @@ def test_loader_reads_the_same_windows_and_resumes_alike(tmp_path, shuffle, worl
 def _shard_snapshot(shard_dir: Path) -> dict:
     files = {p.name: p.read_bytes() for p in sorted(shard_dir.glob("*.npy"))}
     manifest = (shard_dir / "manifest.json").read_text()
-    import json
     data = json.loads(manifest)
     data.pop("created")
     return {"dir": shard_dir.name, "files": files, "manifest": data}
@@ -300,7 +301,7 @@ def test_peak_table_precision_and_device_match():
     for name in names:
         for dtype in (torch.float32, torch.bfloat16, torch.float16):
             for tf32 in (True, False):
-                for device_type in ("cuda", "cpu"):
+                for device_type in ("cuda", "mps"):
                     assert one.peak_flops(name, device_type, dtype, tf32) == \
                         metrics.peak_flops(name, device_type, dtype, tf32), (name, dtype, tf32, device_type)
     cpu = torch.device("cpu")
@@ -310,3 +311,17 @@ def test_peak_table_precision_and_device_match():
         assert one.configure_precision(setting, True, cpu)[0] == precision.configure_precision(setting, True, cpu)[0]
     for setting in ("auto", "cpu"):
         assert one.setup_distributed(setting).device == setup_distributed(setting).device
+
+
+def test_cpu_peak_uses_the_libs_cache_entry_and_writes_one_it_reads(tmp_path, monkeypatch):
+    from tui_trainer.training.lib import peak
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    threads = torch.get_num_threads()
+    cache = tmp_path / "gpt-console" / "cpu_peak.json"
+    cache.parent.mkdir()
+    cache.write_text(json.dumps({peak.cache_key(torch.bfloat16, threads): 1.25e12}))
+    assert one.cpu_peak_flops(torch.bfloat16) == 1.25e12  # same key, same file: no probe
+    measured = one.cpu_peak_flops(torch.float32)  # a miss: probed and added
+    assert measured > 1e9
+    assert peak._read_cache(cache) == {peak.cache_key(torch.bfloat16, threads): 1.25e12,
+                                       peak.cache_key(torch.float32, threads): measured}

@@ -1,7 +1,7 @@
 """The twins for real: the modular trainer and onefile_train.py as subprocesses (and 2-rank torchrun, gloo) on a
 2-layer × 32-wide GPT, CPU. Same config and seed ⇒ the same event stream, field for field: per-step losses,
 learning rates and gradient norms, validation losses, HellaSwag counts, sample texts, checkpoints. Only
-wall-clock fields (t, dt, tok_per_s), the trainer's name and checkpoint paths differ.
+wall-clock fields (t, dt, tok_per_s, mfu), the trainer's name and checkpoint paths differ.
 
 Equality is exact (bitwise) in float32 and also in bfloat16 autocast: the two trainers run the same torch
 operations in the same order, so there is no rounding difference to tolerate. If a future change makes the bf16
@@ -54,12 +54,22 @@ HELLASWAG = [
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("lockstep")
+    # MFU's CPU peak is measured once and cached per machine; a private cache holding both dtypes' figures for
+    # one thread keeps the two trainers' peak_flops equal and leaves the user's cache alone.
+    from tui_trainer.training.lib.peak import CACHE_FILE, cache_key
+    cache = root / "xdg" / "gpt-console" / CACHE_FILE
+    cache.parent.mkdir(parents=True)
+    cache.write_text(json.dumps({cache_key(dtype, 1): 1e11 for dtype in (torch.float32, torch.bfloat16)}))
     config = write_config(root, write_corpus(root), root / "shards")
     ensure_shards(load_config(config))
     with open(root / "hellaswag.jsonl", "w") as f:
         for i, (ctx, endings, label) in enumerate(HELLASWAG):
             f.write(json.dumps({"ind": i, "ctx": ctx, "endings": endings, "label": label}) + "\n")
     return root
+
+
+def env(workdir: Path) -> dict[str, str]:
+    return {**trainer_env(), "XDG_CACHE_HOME": str(workdir / "xdg")}
 
 
 def argv(trainer: str, workdir: Path, run_dir: Path, overrides, *, nproc: int = 1, resume: bool = False):
@@ -76,7 +86,7 @@ def argv(trainer: str, workdir: Path, run_dir: Path, overrides, *, nproc: int = 
 
 def run(trainer: str, workdir: Path, name: str, overrides=RUN, **kw) -> Path:
     run_dir = workdir / name
-    result = subprocess.run(argv(trainer, workdir, run_dir, overrides, **kw), env=trainer_env(), cwd=workdir,
+    result = subprocess.run(argv(trainer, workdir, run_dir, overrides, **kw), env=env(workdir), cwd=workdir,
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     return run_dir
@@ -86,7 +96,7 @@ def comparable(events: list[dict]) -> list[dict]:
     """The events without what may differ between two identical runs: wall-clock, trainer name, run paths."""
     out = []
     for e in events:
-        e = {k: v for k, v in e.items() if k not in ("t", "dt", "tok_per_s", "trainer")}
+        e = {k: v for k, v in e.items() if k not in ("t", "dt", "tok_per_s", "mfu", "trainer")}
         if e["type"] == "checkpoint":
             e["path"] = Path(e["path"]).name
         if e["type"] == "run_start":
@@ -165,7 +175,7 @@ def test_two_rank_torchrun_runs_are_identical_and_the_launcher_runs_the_onefile(
                  "launch.trainer=onefile"]
     result = subprocess.run([sys.executable, "-m", "tui_trainer.cli", "run", str(workdir / "tiny.toml"),
                              "--runs-root", str(root), *[a for o in overrides for a in ("--set", o)]],
-                            env=trainer_env(), capture_output=True, text=True, timeout=300,
+                            env=env(workdir), capture_output=True, text=True, timeout=300,
                             stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     [one_dir] = [p.parent for p in root.glob("*/events.jsonl")]
@@ -173,7 +183,7 @@ def test_two_rank_torchrun_runs_are_identical_and_the_launcher_runs_the_onefile(
     assert "tui_trainer.training.onefile_train" in launch["argv"]
     lib, ours = read_events(lib_dir), read_events(one_dir)
     check_events(ours)
-    assert of_type(ours, "run_start")[0]["world_size"] == 2
+    assert of_type(ours, "run_start")[0]["world_size"] == 2 and of_type(ours, "run_start")[0]["peak_flops"] == 1e11
     assert comparable(ours) == comparable(lib)
     assert_same_tensors(state(lib_dir, 8)["model"], state(one_dir, 8)["model"])
 
@@ -188,7 +198,7 @@ def assert_continues_reference(resumed: list[dict], reference: list[dict], start
     """Every step from ``start`` and every val, HellaSwag and sample after it (at it too when the checkpoint was
     saved before that step's evaluations) equals the uninterrupted run's."""
     def pick(events):
-        return [{k: v for k, v in e.items() if k not in ("t", "seq", "dt", "tok_per_s")} for e in events
+        return [{k: v for k, v in e.items() if k not in ("t", "seq", "dt", "tok_per_s", "mfu")} for e in events
                 if e["type"] == "step" and e["step"] >= start or e["type"] in ("val", "hellaswag", "sample")
                 and (e["step"] > start or evals_at_start and e["step"] == start)]
     assert pick(resumed) == pick(reference)
@@ -211,7 +221,7 @@ def test_a_modular_checkpoint_resumes_in_the_onefile(workdir, reference):
 def test_a_sigtermed_onefile_run_resumes_in_the_modular_trainer(workdir, reference):
     run_dir = workdir / "onefile-stopped-then-lib"
     log = open(workdir / "stopped.log", "w")
-    proc = subprocess.Popen(argv("onefile", workdir, run_dir, RUN), env=trainer_env(), cwd=workdir, stdout=log,
+    proc = subprocess.Popen(argv("onefile", workdir, run_dir, RUN), env=env(workdir), cwd=workdir, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_event(run_dir, lambda e: e["type"] == "run_start", proc=proc)

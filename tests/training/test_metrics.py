@@ -29,7 +29,16 @@ def test_unknown_devices_have_no_peak():
     assert peak_flops("NVIDIA A10G", "cuda", torch.bfloat16, True) is None  # not A10, not in the table
     assert peak_flops("Tesla V100-SXM2-16GB", "cuda", torch.bfloat16, True) is None  # no bf16 tensor cores
     assert peak_flops("Some Future GPU", "cuda", torch.bfloat16, True) is None
-    assert peak_flops(device_name(torch.device("cpu")), "cpu", torch.float32, True) is None
+    assert peak_flops("Apple M2", "mps", torch.float32, True) is None
+
+
+def test_cpu_peak_is_measured(monkeypatch, tmp_path):
+    from tui_trainer.training.lib import peak
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the probe's cache (lib/peak.py), not the user's
+    monkeypatch.setattr(peak, "_MEMO", {})
+    flops = peak_flops(device_name(torch.device("cpu")), "cpu", torch.float32, True)
+    assert 1e9 < flops < 1e15
+    assert (tmp_path / "gpt-console" / "cpu_peak.json").is_file()
 
 
 def test_mfu():

@@ -52,12 +52,13 @@ def test_run_writes_valid_events_checkpoints_and_learns(workdir, reference):
     [start] = of_type(events, "run_start")
     assert start["params"] == parameter_count(cfg) and start["world_size"] == 1 and start["trainer"] == "train"
     assert (start["dtype"], start["grad_accum_steps"], start["start_step"]) == ("float32", 2, 0)
-    assert start["resumed_from_step"] is None and start["peak_flops"] is None and start["device"] == "cpu"
+    assert start["resumed_from_step"] is None and start["device"] == "cpu"
+    assert start["peak_flops"] > 1e9  # a CPU's peak is measured by lib/peak.py's probe (cached per machine)
     assert start["config"]["model"]["n_embd"] == 32
     steps = of_type(events, "step")
     assert [e["step"] for e in steps] == list(range(12))
     assert [e["tokens"] for e in steps] == [256 * (i + 1) for i in range(12)]
-    assert all(e["mfu"] is None and e["tok_per_s"] > 0 and e["grad_norm"] > 0 for e in steps)
+    assert all(0 < e["mfu"] < 1 and e["tok_per_s"] > 0 and e["grad_norm"] > 0 for e in steps)
     val = {e["step"]: e["loss"] for e in of_type(events, "val")}
     assert sorted(val) == [0, 4, 8, 12] and val[12] < val[0] - 0.3
     checkpoints = of_type(events, "checkpoint")

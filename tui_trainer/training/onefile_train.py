@@ -116,7 +116,7 @@ class OptimConfig:
     beta2: float = _f(0.95, min=0.0, max=0.999999)
     eps: float = _f(1e-8, min=0.0)
     grad_clip: float = _f(1.0, min=0.0)           # 0 = no clipping
-    fused: str = _f("auto", choices=("auto", "on", "off"))  # fused AdamW ('auto' = on CUDA)
+    fused: str = _f("auto", choices=("auto", "on", "off"))  # fused AdamW ('auto' = on CUDA and CPU)
 
 
 @dataclass
@@ -387,6 +387,65 @@ def flops_per_token(cfg: TrainingConfig) -> int:
 # GPT-2: learned positions, pre-LN blocks, tanh-GELU, tied embedding/head, residual projections initialised with
 # std 0.02/sqrt(2·n_layer). Hugging Face names, so checkpoints export to GPT2LMHeadModel. Weights are drawn from
 # torch's global RNG in module order: the same seed gives bitwise the same model as lib/model.py.
+# Two CPU speed-ups (measured in lib/attention.py and lib/fused_head.py): explicit softmax(QKᵀ)V attention while
+# the scores stay small (CPU flash attention walks tiny blocks), and a chunked head + cross-entropy that never
+# materialises the fp32 (B·T, V) logits. GPUs use flash SDPA and the plain loss (torch.compile fuses it there).
+EXPLICIT_MAX_SCORES = 64 * 2**20           # B·H·T² attention scores a layer, above which CPUs use SDPA too
+CPU_CHUNK_ROWS = 256                       # head rows per matmul chunk
+SOFTMAX_BLOCK_BYTES = 4 * 2**20            # a CPU softmax pass works on blocks of rows this big (in cache)
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q kᵀ / √d + causal mask) v for (B, H, T, d) tensors."""
+    batch, heads, seq, _ = q.shape
+    if q.device.type != "cpu" or batch * heads * seq * seq > EXPLICIT_MAX_SCORES:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-2, -1)  # scaling q: T × d values, not T × T
+    future = torch.full((seq, seq), float("-inf"), dtype=scores.dtype, device=q.device).triu(1)
+    return torch.softmax(scores + future, dim=-1) @ v
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of x @ wᵀ, a chunk of rows at a time. The loss ends the graph, so the gradient of the
+    logits, (softmax - onehot)/N, is known in the forward: it is stored in the compute dtype and the backward
+    is just two matmuls."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, compute_dtype, chunk_rows):
+        x, w = hidden.to(compute_dtype), weight.to(compute_dtype)
+        n_rows, vocab = x.shape[0], w.shape[0]
+        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        row_losses = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+        grad_logits = torch.empty(n_rows, vocab, dtype=compute_dtype, device=x.device) if want_grad else None
+        block = max(1, SOFTMAX_BLOCK_BYTES // (4 * vocab))
+        for start in range(0, n_rows, chunk_rows):
+            logits = x[start:start + chunk_rows] @ w.t()
+            for first in range(0, logits.shape[0], block):
+                part = logits[first:first + block].float()
+                rows = slice(start + first, start + first + part.shape[0])
+                ids, y = torch.arange(part.shape[0], device=x.device), targets[rows]
+                probs = torch.softmax(part, dim=-1)
+                # log-sum-exp from the softmax itself: lse = max(logit) - log(max(prob)), exact in fp32
+                row_losses[rows].copy_(part.amax(dim=-1) - probs.amax(dim=-1).log() - part[ids, y])
+                if want_grad:
+                    g = grad_logits[rows]
+                    g.copy_(probs)
+                    g[ids, y] = (probs[ids, y] - 1.0).to(g.dtype)  # p_y - 1 in fp32, rounded once
+        if want_grad:
+            ctx.save_for_backward(x, w, grad_logits)
+            ctx.hidden_dtype, ctx.weight_dtype = hidden.dtype, weight.dtype
+        return row_losses.mean()
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        x, w, grad_logits = ctx.saved_tensors
+        scale = grad_loss.float() / x.shape[0]  # a 0-d tensor: no host sync
+        grad_hidden = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = ((grad_logits @ w).float() * scale).to(ctx.hidden_dtype)
+        if ctx.needs_input_grad[1]:  # the scale on the small (N, C) side: one cast of the (V, C) result
+            grad_weight = (grad_logits.t() @ (x.float() * scale).to(x.dtype)).to(ctx.weight_dtype)
+        return grad_hidden, grad_weight, None, None, None
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -400,7 +459,7 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.size()
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
                    for t in self.c_attn(x).split(self.n_embd, dim=2))  # (B, nh, T, hs) each
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = causal_attention(q, k, v)
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
 
 
@@ -429,6 +488,11 @@ class Block(nn.Module):
 
 def lm_loss(hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy; logits upcast to fp32 so bf16 autocast does not degrade the loss."""
+    if hidden.device.type == "cpu":  # the chunked head, in autocast's dtype (autocast itself off inside)
+        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else hidden.dtype
+        with torch.autocast("cpu", enabled=False):
+            return _LinearCrossEntropy.apply(hidden.reshape(-1, hidden.shape[-1]), head_weight,
+                                             targets.reshape(-1), dtype, CPU_CHUNK_ROWS)
     logits = F.linear(hidden, head_weight)
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
@@ -999,13 +1063,17 @@ def configure_optimizer(model: nn.Module, cfg: TrainingConfig, device_type: str)
     params = [p for p in model.parameters() if p.requires_grad]  # the tied weight appears once
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.optim.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    fused = cfg.optim.fused == "on" or (cfg.optim.fused == "auto" and device_type == "cuda")
+    # The fused kernel makes one pass over weights, gradients and moments (CUDA, and CPU: 14 vs 50 ms a step).
+    fused = cfg.optim.fused == "on" or (cfg.optim.fused == "auto" and device_type in ("cuda", "cpu"))
+    adamw = functools.partial(torch.optim.AdamW, groups, lr=cfg.optim.max_lr, eps=cfg.optim.eps,
+                              betas=(cfg.optim.beta1, cfg.optim.beta2))
     try:
-        return torch.optim.AdamW(groups, lr=cfg.optim.max_lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
-                                 eps=cfg.optim.eps, fused=fused)
+        return adamw(fused=fused)
     except RuntimeError as e:
         if not fused:
             raise
+        if cfg.optim.fused == "auto":  # an older torch without this device's kernel: the plain one is fine
+            return adamw(fused=False)
         raise UserError(f"optim.fused = \"on\" but this PyTorch has no fused AdamW for {device_type} ({e}) — set "
                         "optim.fused = \"auto\" or \"off\"") from None
 
@@ -1051,10 +1119,55 @@ def device_name(device: torch.device) -> str:
 
 
 def peak_flops(name: str, device_type: str, dtype: torch.dtype, tf32: bool) -> float | None:
+    if device_type == "cpu" and dtype in (torch.float32, torch.bfloat16):
+        return cpu_peak_flops(dtype)
     if device_type != "cuda" or dtype not in (torch.bfloat16, torch.float32):
         return None
     column = 0 if dtype == torch.bfloat16 else 1 if tf32 else 2
     return next((peaks[column] for pattern, peaks in PEAK_FLOPS if re.search(pattern, name.upper())), None)
+
+
+def cpu_peak_flops(dtype: torch.dtype) -> float:
+    """A CPU has no datasheet peak: the best FLOP/s of square matmuls (~1 s probe) with this rank's threads, cached
+    per CPU model / torch / threads / dtype in $XDG_CACHE_HOME/gpt-console/cpu_peak.json (shared with lib/peak.py)."""
+    fields: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            key, sep, value = line.partition(":")
+            if not sep and fields:
+                break  # the end of the first processor's block
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
+    import platform
+    name = fields.get("model name") or platform.processor() or platform.machine() or "cpu"
+    model = " / ".join([name] + [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields])
+    key = f"{model} | torch {torch.__version__} | {torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')}"
+    path = Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
+    path = path / "gpt-console" / "cpu_peak.json"
+
+    def read() -> dict:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return {k: float(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        except (OSError, ValueError, TypeError):
+            return {}
+    if read().get(key, 0) > 0:
+        return read()[key]
+    best = 0.0
+    for n in (1024, 2048):  # the best rate, not the mean: other load can only slow a probe down
+        a, b, out = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype), torch.empty(n, n, dtype=dtype)
+        torch.mm(a, b, out=out)  # warm-up
+        deadline, reps = time.perf_counter() + 0.25, 0
+        while reps < 2 or time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            best, reps = max(best, 2 * n ** 3 / (time.perf_counter() - t0)), reps + 1
+    with contextlib.suppress(OSError):  # a read-only home: the figure still serves this process
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".cpu_peak.{os.getpid()}")
+        tmp.write_text(json.dumps({**read(), key: best}, indent=1, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, path)
+    return best
 
 
 # ============================================================================================ 6. evaluation
@@ -1399,6 +1512,20 @@ class StopFlag:
         self.requested = True
 
 
+def keep_freed_memory() -> None:
+    """glibc serves blocks above 32 MB with a fresh mmap and unmaps them on free, so every CPU step page-faults
+    its big tensors afresh (~1 s of a 2.4 s step measured in lib/cpu_memory.py). Keep freed memory instead."""
+    import ctypes
+    import ctypes.util
+    import platform
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+        mallopt(-4, 0) and mallopt(-1, 2**31 - 1)  # M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 2 GiB
+
+
 def set_parent_death_signal() -> None:
     """Linux: SIGKILL this worker when torchrun dies, so a killed torchrun leaves no orphan training alone."""
     if not sys.platform.startswith("linux"):
@@ -1469,6 +1596,8 @@ def from_rank0(ctx: DistContext, compute):
 def train(cfg: TrainingConfig, ctx: DistContext, run_dir: Path, events: Events, stop: StopFlag,
           args: argparse.Namespace, progress: dict) -> int:
     world, master, device = ctx.world_size, ctx.rank == 0, ctx.device
+    if device.type == "cpu":
+        keep_freed_memory()
     if cfg.optim.total_batch_size % (cfg.optim.micro_batch_size * cfg.model.block_size * world):
         raise UserError(f"optim.total_batch_size = {cfg.optim.total_batch_size} is not a multiple of "
                         f"micro_batch_size × block_size × {world} ranks; change it or the number of ranks.")
@@ -1534,7 +1663,9 @@ def train(cfg: TrainingConfig, ctx: DistContext, run_dir: Path, events: Events, 
             events.emit("log", level="warning", message=f"HellaSwag skipped for this run: {e}")
 
     name = device_name(device)
-    peak = peak_flops(name, device.type, dtype, cfg.system.tf32)
+    # Rank 0 reports MFU. On a CPU its first run measures the peak (~1 s, then cached): the others wait meanwhile.
+    peak = peak_flops(name, device.type, dtype, cfg.system.tf32) if master else None
+    barrier(ctx)
     events.emit("run_start", config=cfg_dict, trainer="onefile", params=parameter_count(cfg), world_size=world,
                 device=str(device), device_name=name, dtype=str(dtype).removeprefix("torch."),
                 grad_accum_steps=accum, max_steps=cfg.schedule.max_steps, start_step=start,

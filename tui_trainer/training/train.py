@@ -89,6 +89,9 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     from tui_trainer.training.lib.step import agree, train_step
 
     world, master, device = ctx.world_size, ctx.is_master, ctx.device
+    if device.type == "cpu":
+        from tui_trainer.training.lib.cpu_memory import keep_freed_memory
+        keep_freed_memory()  # big tensors reuse freed memory instead of page-faulting afresh every step
     if cfg.optim.total_batch_size % (cfg.optim.micro_batch_size * cfg.model.block_size * world):
         raise UserError(f"optim.total_batch_size = {cfg.optim.total_batch_size} is not a multiple of "
                         f"micro_batch_size × block_size × {world} ranks; change it or the number of ranks.")
@@ -130,7 +133,9 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     hellaswag = _load_hellaswag(cfg, events) if cfg.eval.hellaswag_every else None
 
     name = L.device_name(device)
-    peak = L.peak_flops(name, device.type, dtype, cfg.system.tf32)
+    # Rank 0 reports MFU. On a CPU its first run measures the peak (~1 s, then cached): the others wait meanwhile.
+    peak = L.peak_flops(name, device.type, dtype, cfg.system.tf32) if master else None
+    L.barrier(ctx)
     events.emit("run_start", config=cfg_dict, trainer="train", params=L.parameter_count(cfg), world_size=world,
                 device=str(device), device_name=name, dtype=str(dtype).removeprefix("torch."),
                 grad_accum_steps=accum, max_steps=cfg.schedule.max_steps, start_step=start,

@@ -83,7 +83,8 @@ class OptimConfig:
     eps: float = _f(1e-8, "AdamW epsilon.", min=0.0)
     grad_clip: float = _f(1.0, "Clip the global gradient norm to this value (0 = no clipping; the norm is "
                                "reported either way).", min=0.0)
-    fused: str = _f("auto", "Fused AdamW kernel: 'auto' uses it where the device supports it (CUDA).",
+    fused: str = _f("auto", "Fused AdamW kernel: 'auto' uses it where the device supports it (CUDA, and CPUs: "
+                                 "one pass over the weights instead of several, ~3.5× faster there).",
                     choices=("auto", "on", "off"))
 
 

@@ -33,7 +33,7 @@ CPU_CHUNK_ROWS = 256
 ACCELERATOR_CHUNK_ROWS = 8192
 # The softmax and its casts walk a chunk's logits several times; on a CPU they go in blocks of rows whose fp32
 # logits fit well inside the last-level cache (a 256-row chunk is 51 MB in fp32, beyond a 32 MB L3).
-SOFTMAX_BLOCK_BYTES = 8 * 2**20
+SOFTMAX_BLOCK_BYTES = 4 * 2**20
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:
@@ -54,8 +54,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         row_losses = torch.empty(n_rows, dtype=torch.float32, device=x.device)
         grad_logits = torch.empty(n_rows, vocab, dtype=compute_dtype, device=x.device) if want_grad else None
         block = softmax_block_rows(vocab) if x.device.type == "cpu" else chunk_rows
+        chunk_buffer = torch.empty(min(chunk_rows, n_rows), vocab, dtype=compute_dtype, device=x.device)
         for start in range(0, n_rows, chunk_rows):
-            logits = x[start:start + chunk_rows] @ w.t()
+            rows_here = min(chunk_rows, n_rows - start)
+            logits = torch.mm(x[start:start + rows_here], w.t(), out=chunk_buffer[:rows_here])
             for first in range(0, logits.shape[0], block):
                 part = logits[first:first + block]
                 rows = slice(start + first, start + first + part.shape[0])

@@ -9,7 +9,8 @@ Peaks are per device (one GPU / one GCD as torch sees it), dense (no 2:4 sparsit
   NVIDIA B200 (bf16 only): https://www.nvidia.com/en-us/data-center/hgx/ (HGX B200, 8 GPUs, ÷ 8, ÷ 2 for dense)
   AMD Instinct MI300X: https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html
 Datasheets quote tensor-core figures "with sparsity"; the table holds half of those. A device or dtype missing
-here gives ``None`` — the event says null rather than guess. CPUs give None for now.
+here gives ``None`` — the event says null rather than guess. A CPU's peak is measured instead: a ~1 s matmul
+probe in the dtype in use, once per machine / torch version / thread count, cached (peak.py).
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ def device_name(device: torch.device) -> str:
 
 def peak_flops(name: str, device_type: str, dtype: torch.dtype, tf32: bool) -> float | None:
     """Dense peak FLOP/s of one device for the matmul precision in use, or None when unknown."""
+    if device_type == "cpu" and dtype in (torch.float32, torch.bfloat16):
+        from .peak import cpu_peak_flops
+        return cpu_peak_flops(dtype)  # with torch's current thread count: this rank's share of the CPU
     if device_type != "cuda":
-        return None  # CPU/MPS/XPU: no honest single figure yet
+        return None  # MPS/XPU: no honest single figure yet
     if dtype == torch.bfloat16:
         column = "bfloat16"
     elif dtype == torch.float32:

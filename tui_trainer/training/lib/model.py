@@ -1,7 +1,9 @@
 """GPT-2 as in the 124M reproduction, with Hugging Face GPT-2 parameter names (so checkpoints export cleanly).
 
 Learned positions, pre-LN blocks, tanh-GELU MLP, tied token embedding / output head, residual projections
-initialised with std 0.02 × (2·n_layer)^-0.5, ``scaled_dot_product_attention(is_causal=True)``.
+initialised with std 0.02 × (2·n_layer)^-0.5, causal attention (flash SDPA on GPUs; on CPUs the explicit
+softmax(QKᵀ)V while it is faster, see attention.py), and on CPUs the chunked fused head + cross-entropy
+(fused_head.py) for the training loss.
 Initialisation draws from torch's global RNG in module order: seed it before constructing the model.
 """
 
@@ -11,7 +13,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .attention import causal_attention
 from .config import ModelConfig
+from .fused_head import fused_linear_cross_entropy
 
 INIT_STD = 0.02
 
@@ -31,7 +35,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = causal_attention(q, k, v)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
 
@@ -64,9 +68,13 @@ class Block(nn.Module):
 def lm_loss(hidden: torch.Tensor, head_weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy from the final hidden states (B, T, C) and the tied head weight (V, C).
 
-    The one place the training loss is computed, so a faster fused head + cross-entropy can replace it alone.
-    Logits are upcast to fp32 before the softmax so bf16 autocast does not degrade the loss.
+    On a CPU the fused head computes it chunk by chunk without materialising the (B·T, V) logits in fp32
+    (fused_head.py: ~15% faster here, same loss to bf16 accuracy); elsewhere the plain path, which
+    torch.compile fuses on GPUs. Logits are upcast to fp32 before the softmax so bf16 autocast does not
+    degrade the loss.
     """
+    if hidden.device.type == "cpu":
+        return fused_linear_cross_entropy(hidden, head_weight, targets)
     logits = F.linear(hidden, head_weight)
     return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
 
