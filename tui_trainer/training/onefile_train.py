@@ -241,7 +241,8 @@ def _check_value(key: str, f: dataclasses.Field, value: Any) -> tuple[str, str, 
     if m["choices"] and value not in m["choices"]:
         close = difflib.get_close_matches(str(value), m["choices"], n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        return key, f"'{value}' is not one of {', '.join(m['choices'])}", f"{hint}choose one of {', '.join(m['choices'])}"
+        choices = ", ".join(m["choices"])
+        return key, f"'{value}' is not one of {choices}", f"{hint}choose one of {choices}"
     if m["min"] is not None and value < m["min"]:
         return key, f"{float(value) if t is float else value} is below the minimum {m['min']:g}", ""
     if m["max"] is not None and value > m["max"]:
@@ -418,8 +419,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         row_losses = torch.empty(n_rows, dtype=torch.float32, device=x.device)
         grad_logits = torch.empty(n_rows, vocab, dtype=compute_dtype, device=x.device) if want_grad else None
         block = max(1, SOFTMAX_BLOCK_BYTES // (4 * vocab))
+        chunk_buffer = torch.empty(min(chunk_rows, n_rows), vocab, dtype=compute_dtype, device=x.device)  # reused
         for start in range(0, n_rows, chunk_rows):
-            logits = x[start:start + chunk_rows] @ w.t()
+            rows_here = min(chunk_rows, n_rows - start)
+            logits = torch.mm(x[start:start + rows_here], w.t(), out=chunk_buffer[:rows_here])
             for first in range(0, logits.shape[0], block):
                 part = logits[first:first + block].float()
                 rows = slice(start + first, start + first + part.shape[0])
@@ -446,6 +449,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if ctx.needs_input_grad[1]:  # the scale on the small (N, C) side: one cast of the (V, C) result
             grad_weight = (grad_logits.t() @ (x.float() * scale).to(x.dtype)).to(ctx.weight_dtype)
         return grad_hidden, grad_weight, None, None, None
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig):
@@ -592,7 +596,8 @@ def input_files(spec: str) -> list[Path]:
     if path.is_dir():
         files = [p for p in path.rglob("*") if p.is_file() and p.suffix in (".txt", ".jsonl")]
     else:
-        files = [path] if path.is_file() else [Path(p) for p in glob.glob(expanded, recursive=True) if Path(p).is_file()]
+        files = [path] if path.is_file() else [Path(p) for p in glob.glob(expanded, recursive=True)
+                                               if Path(p).is_file()]
     if not files or any(p.suffix not in (".txt", ".jsonl") for p in files):
         raise UserError(f"data.path = '{spec}' matches no files, or files that are neither .txt nor .jsonl. Give a "
                         "file, directory or glob of .txt (one document per file) or .jsonl ({\"text\": ...}) files.")
@@ -624,7 +629,7 @@ def shard_recipe(cfg: TrainingConfig) -> dict:
     if d.source == "embedded":
         fingerprint = {"python": "%d.%d.%d" % sys.version_info[:3], "extraction": EMBEDDED_EXTRACTION_VERSION}
     elif d.source == "shakespeare":
-        fingerprint = (_files_fingerprint(d.path, [shakespeare_file(cfg)]) if d.path else {"sha256": SHAKESPEARE_SHA256})
+        fingerprint = _files_fingerprint(d.path, [shakespeare_file(cfg)]) if d.path else {"sha256": SHAKESPEARE_SHA256}
     elif d.source == "fineweb-edu":
         fingerprint = {"dataset": "HuggingFaceFW/fineweb-edu", "name": "sample-10BT", "split": "train"}
     else:
@@ -659,7 +664,8 @@ def embedded_documents():
         except (SyntaxError, ValueError, OSError):
             continue
         parts = [f"{module}\n\n{doc}"] if (doc := ast.get_docstring(tree)) else []
-        parts += [f"{kind}{module}.{name}{sig}\n" + _indent(doc) for kind, name, sig, doc in _definitions(tree.body, "")]
+        parts += [f"{kind}{module}.{name}{sig}\n" + _indent(doc)
+                  for kind, name, sig, doc in _definitions(tree.body, "")]
         if parts:
             yield "\n\n".join(parts) + "\n"
     for name in sorted(sys.builtin_module_names):
@@ -956,7 +962,8 @@ def build_dataloaders(cfg: TrainingConfig, rank: int, world_size: int) -> tuple[
     train_files, val_files = shard_files(shard_dir, "train"), shard_files(shard_dir, "val")
     if not train_files or not val_files:
         raise UserError(f"No {'training' if not train_files else 'validation'} shards in {shard_dir}. Prepare them "
-                        "with  gpt-console prepare CONFIG, or point data.shard_dir at *_val_*.npy + *_train_*.npy shards.")
+                        "with  gpt-console prepare CONFIG, or point data.shard_dir at *_val_*.npy + *_train_*.npy "
+                        "shards.")
     B, T = cfg.optim.micro_batch_size, cfg.model.block_size
     train = ShardLoader(train_files, B, T, rank, world_size, cfg.data.shuffle, cfg.system.seed, "train")
     val = ShardLoader(val_files, B, T, rank, world_size, False, cfg.system.seed, "val")
@@ -999,7 +1006,8 @@ def setup_distributed(setting: str) -> DistContext:
     if kind in ("cpu", "mps"):
         device = torch.device(kind)
     else:
-        device = torch.device(kind, local_rank) if distributed else torch.device(setting if ":" in setting else f"{kind}:0")
+        device = torch.device(kind, local_rank) if distributed else \
+            torch.device(setting if ":" in setting else f"{kind}:0")
     available = {"cuda": torch.cuda.is_available, "mps": lambda: torch.backends.mps.is_available(),
                  "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available()}.get(device.type, lambda: True)
     if not available():
@@ -1141,7 +1149,8 @@ def cpu_peak_flops(dtype: torch.dtype) -> float:
     import platform
     name = fields.get("model name") or platform.processor() or platform.machine() or "cpu"
     model = " / ".join([name] + [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields])
-    key = f"{model} | torch {torch.__version__} | {torch.get_num_threads()} threads | {str(dtype).replace('torch.', '')}"
+    key = (f"{model} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+           f"{str(dtype).replace('torch.', '')}")
     path = Path(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"))
     path = path / "gpt-console" / "cpu_peak.json"
 
@@ -1257,7 +1266,8 @@ def render_example(example: dict, enc, block_size: int):
 
 def run_hellaswag_eval(model, examples, device, autocast, rank: int, world_size: int, batch_tokens=4096) -> dict:
     enc = get_tokenizer()
-    rendered = [render_example(ex, enc, int(model.transformer.wpe.weight.shape[0])) for ex in examples[rank::world_size]]
+    block_size = int(model.transformer.wpe.weight.shape[0])
+    rendered = [render_example(ex, enc, block_size) for ex in examples[rank::world_size]]
     batches, batch, longest = [], [], 0  # consecutive examples, 4 rows × longest row <= batch_tokens
     for item in rendered:
         width = max(len(r) for r in item[0])
@@ -1290,7 +1300,8 @@ def _score_batch(model, batch, device, autocast) -> torch.Tensor:
     labels = torch.tensor([label for _, _, label in batch]).to(device, non_blocking=True)
     pair_rows_d = pair_rows.to(device, non_blocking=True)
     with autocast():
-        picked = logits_at(model, tokens.to(device, non_blocking=True), pair_rows_d, pair_next.to(device, non_blocking=True))
+        picked = logits_at(model, tokens.to(device, non_blocking=True), pair_rows_d,
+                           pair_next.to(device, non_blocking=True))
     losses = F.cross_entropy(picked.float(), pair_targets.to(device, non_blocking=True), reduction="none")
     sum_loss = torch.zeros(len(rows), dtype=torch.float32, device=device).index_add_(0, pair_rows_d, losses)
     mean_loss = sum_loss / ending_lengths.to(device, non_blocking=True)
@@ -1607,7 +1618,8 @@ def train(cfg: TrainingConfig, ctx: DistContext, run_dir: Path, events: Events, 
     dtype, autocast = configure_precision(cfg.system.dtype, cfg.system.tf32, device)
     ckpt_root, cfg_dict, cfg_toml = run_dir / "checkpoints", dataclasses.asdict(cfg), config_to_toml(cfg)
 
-    resume_from = from_rank0(ctx, lambda: checkpoint_to_resume(ckpt_root, args.resume or cfg.checkpoint.resume == "auto"))
+    resume = args.resume or cfg.checkpoint.resume == "auto"
+    resume_from = from_rank0(ctx, lambda: checkpoint_to_resume(ckpt_root, resume))
     if master and (kept := save_resolved_config(run_dir, cfg_toml)):
         events.emit("log", level="info", message=f"the run's previous config.toml is kept as {kept}")
     last_report = [0.0]
@@ -1792,7 +1804,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_dir = Path(args.run_dir or os.environ.get("GPT_CONSOLE_RUN_DIR") or f"runs/manual-{Path(args.config).stem}").absolute()
+    run_dir = Path(args.run_dir or os.environ.get("GPT_CONSOLE_RUN_DIR") or f"runs/manual-{Path(args.config).stem}")
+    run_dir = run_dir.absolute()
     stop = StopFlag()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, frame: stop.set(f"signal {signal.Signals(s).name}"))
