@@ -74,10 +74,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _is_user_error(e: Exception) -> bool:
+    from tui_trainer.training.lib.distributed import SetupError
     from tui_trainer.training.lib.rundir import ResumeConflict
     from tui_trainer.training.lib.sources import DataError
     from tui_trainer.training.lib.tokenizer import TokenizerUnavailable
-    return isinstance(e, (UserError, ConfigError, DataError, TokenizerUnavailable, ResumeConflict))
+    return isinstance(e, (UserError, ConfigError, DataError, TokenizerUnavailable, ResumeConflict, SetupError))
 
 
 def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: StopFlag,

@@ -93,14 +93,18 @@ def setup_distributed(device_setting: str = "auto", *, timeout_minutes: float = 
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device, backend=backend)
 
 
+class SetupError(RuntimeError):
+    """A set-up the user asked for that this machine cannot give (shown as one paragraph, exit 2)."""
+
+
 def _checked(device: torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"system.device asks for {device} but this PyTorch sees no CUDA GPU — "
+        raise SetupError(f"system.device asks for {device} but this PyTorch sees no CUDA GPU — "
                            "set system.device = \"auto\" or \"cpu\", or install a CUDA build of PyTorch")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("system.device asks for mps but it is not available — use \"auto\" or \"cpu\"")
+        raise SetupError("system.device asks for mps but it is not available — use \"auto\" or \"cpu\"")
     if device.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        raise RuntimeError("system.device asks for xpu but it is not available — use \"auto\" or \"cpu\"")
+        raise SetupError("system.device asks for xpu but it is not available — use \"auto\" or \"cpu\"")
     return device
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .config import TrainingConfig
+from .distributed import SetupError
 
 
 def use_fused_adamw(setting: str, device_type: str) -> bool:
@@ -39,5 +40,5 @@ def configure_optimizer(model: torch.nn.Module, cfg: TrainingConfig, device_type
         if cfg.optim.fused == "auto":  # an older torch without this device's kernel: the plain one is fine
             return torch.optim.AdamW(groups, lr=cfg.optim.max_lr, betas=(cfg.optim.beta1, cfg.optim.beta2),
                                      eps=cfg.optim.eps, fused=False)
-        raise RuntimeError(f"optim.fused = \"on\" but this PyTorch has no fused AdamW for {device_type} ({e}) — "
+        raise SetupError(f"optim.fused = \"on\" but this PyTorch has no fused AdamW for {device_type} ({e}) — "
                            "set optim.fused = \"auto\" or \"off\"") from None
