@@ -1,0 +1,143 @@
+"""The supervisor: one small stdlib process per launch that starts torchrun, records who is who, and writes
+the final status even when no console is watching.
+
+    python -m tui_trainer.runs.supervisor <run_dir>
+
+Started by the launcher in a new session, its output appended to logs/trainer.log. It reads the torchrun
+argv from launch.json, then:
+- records itself, torchrun and (once they appear) the rank processes with their start times in launch.json;
+- turns SIGTERM/SIGINT into SIGTERM for the ranks (torchrun only while no rank is known), so a stop is the
+  trainer's graceful stop and torchrun exits 0; ignores SIGHUP;
+- when torchrun exits, SIGKILLs any rank still alive after a short grace (a rank outliving torchrun is an
+  orphan), then writes status.json from torchrun's exit code, the launch's events and any stop request.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tui_trainer.channel import layout
+from tui_trainer.runs import procs
+from tui_trainer.runs.files import read_json, write_json
+from tui_trainer.runs.status import conclude
+
+ORPHAN_GRACE_S = 3.0
+POLL_S = 0.25
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.launch_file = run_dir / layout.LAUNCH_FILE
+        launch = read_json(self.launch_file)
+        if launch is None or not launch.get("argv"):
+            raise SystemExit(f"gpt-console supervisor: no usable {self.launch_file}")
+        self.launch = launch
+        self.child: subprocess.Popen | None = None
+        self.stop_signals = 0
+
+    # --------------------------------------------------------------------------------------------- run
+    def run(self) -> int:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        self.child = subprocess.Popen(self.launch["argv"], stdin=subprocess.DEVNULL, cwd=self.launch.get("cwd"))
+        self.launch.update(supervisor=procs.stamp(os.getpid()), torchrun=procs.stamp(self.child.pid),
+                           pgid=os.getpgid(0))
+        self._save()
+        if self.stop_signals:  # a stop that arrived while torchrun was being started
+            self._forward()
+        while True:
+            try:
+                code = self.child.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                self._discover_workers()
+        self._reap_orphans()
+        status = conclude(self.run_dir, self.launch, code, source="supervisor")
+        write_json(self.run_dir / layout.STATUS_FILE, status.to_json())
+        print(f"=== gpt-console: torchrun exited with code {code}; run {status.label}: {status.reason}",
+              flush=True)
+        return 0
+
+    def _save(self) -> None:
+        write_json(self.launch_file, self.launch)
+
+    # ---------------------------------------------------------------------------------------- signals
+    def _on_stop(self, signum, frame) -> None:
+        self.stop_signals += 1
+        # os.write, not print: a signal landing inside another print would make print raise (reentrant call).
+        os.write(1, f"=== gpt-console: {signal.Signals(signum).name} received, asking the trainer to stop\n".encode())
+        self._forward()
+
+    def _forward(self) -> None:
+        if self.child is None:
+            return
+        self._discover_workers()
+        workers = [w for w in self.launch.get("workers") or [] if procs.is_alive(w)]
+        if workers:
+            for w in workers:
+                procs.signal_process(w, signal.SIGTERM)
+        elif self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+
+    # ---------------------------------------------------------------------------------------- workers
+    def _discover_workers(self) -> None:
+        """Record torchrun's rank processes (its children running the trainer module) once they appear."""
+        if self.child is None:
+            return
+        known = {w["pid"] for w in self.launch.get("workers") or []}
+        module = _trainer_module(self.launch["argv"])
+        new = []
+        for pid in procs.children(self.child.pid):
+            if pid in known:
+                continue
+            cmd = procs.cmdline(pid)
+            if module and module not in cmd:
+                continue
+            entry = procs.stamp(pid)
+            if entry:
+                new.append(entry)
+        if new:
+            self.launch["workers"] = list(self.launch.get("workers") or []) + new
+            self._save()
+
+    def _reap_orphans(self) -> None:
+        """Ranks that outlive torchrun (no PR_SET_PDEATHSIG, or stuck) get SIGKILL after a short grace."""
+        workers = self.launch.get("workers") or []
+        deadline = time.monotonic() + ORPHAN_GRACE_S
+        while any(procs.is_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for w in workers:
+            if procs.kill_group(w, signal.SIGKILL):
+                print(f"=== gpt-console: killed orphaned rank process {w['pid']}", flush=True)
+        me = os.getpid()
+        for pid in procs.group_members(os.getpgid(0)):
+            if pid != me:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def _trainer_module(argv: list[str]) -> str:
+    """The module torchrun runs (after torchrun's own ``-m``), to tell rank processes from other children."""
+    after = argv[3:]
+    return after[after.index("-m") + 1] if "-m" in after[:-1] else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tui_trainer.runs.supervisor RUN_DIR", file=sys.stderr)
+        return 2
+    return Supervisor(Path(argv[0])).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
