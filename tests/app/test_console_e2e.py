@@ -118,12 +118,15 @@ def test_edit_launch_watch_control_close_reopen_stop_resume(tmp_path, shared_dat
             await wait_for(pilot, lambda: len(loss) >= 2, timeout=START_TIMEOUT, what="the first steps")
             seen = len(loss)
             await wait_for(pilot, lambda: len(loss) > seen, timeout=EVENT_TIMEOUT, what="the loss chart to grow")
-            assert has_data(dash.query_one("#chart-loss", MetricChart).spec)
+            await wait_for(pilot, lambda: has_data(dash.query_one("#chart-loss", MetricChart).spec),
+                           what="the loss chart to draw the steps")
             await wait_for(pilot, lambda: len(view.samples) >= 1, timeout=EVENT_TIMEOUT, what="a sample")
             await wait_for(pilot, lambda: view.hellaswag_points, timeout=EVENT_TIMEOUT, what="a HellaSwag point")
             assert 0 <= view.hellaswag_points[0].acc_norm <= 1 and view.hellaswag_points[0].total == 8
             assert len(view.series["hellaswag"]) >= 1
-            assert "Samples" in text_of(dash.query_one("#samples-body"))
+            # The dashboard redraws at most five times a second: the panel shows the sample on its next refresh.
+            await wait_for(pilot, lambda: "Samples" in text_of(dash.query_one("#samples-body")),
+                           what="the samples panel to show the sample")
 
             # Sample now, with a prompt typed into the dialog.
             await pilot.press("p")
