@@ -57,3 +57,15 @@ def test_only_training_dtypes_are_probed(tmp_path):
 def test_cpu_model_names_the_processor():
     name = peak.cpu_model()
     assert name and name == peak.cpu_model()
+
+
+def test_command_line_shows_the_cached_figures(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    threads = torch.get_num_threads()
+    cache = tmp_path / "gpt-console" / peak.CACHE_FILE
+    cache.parent.mkdir()
+    cache.write_text(json.dumps({peak.cache_key(torch.bfloat16, threads): 9.25e11,
+                                 peak.cache_key(torch.float32, threads): 2.21e11}))
+    peak.main([])
+    out = capsys.readouterr().out
+    assert "bfloat16: 0.925 TFLOP/s" in out and "float32: 0.221 TFLOP/s" in out and str(cache) in out

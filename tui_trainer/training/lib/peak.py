@@ -127,3 +127,24 @@ def cpu_peak_flops(dtype: torch.dtype, *, threads: int | None = None, cache_dir:
     _write_cache(path, merged)
     _MEMO[key] = flops
     return flops
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tui_trainer.training.lib.peak [--refresh] [--threads N]``: show (or re-measure) the cached peaks.
+
+    Re-measure after the machine was busy during a first run: a probe that shared the CPU reads low, and every
+    MFU figure after it reads high.
+    """
+    import argparse
+    p = argparse.ArgumentParser(prog="python -m tui_trainer.training.lib.peak", description=main.__doc__.split("\n")[0])
+    p.add_argument("--refresh", action="store_true", help="measure again instead of reading the cache")
+    p.add_argument("--threads", type=int, default=0, help="threads to probe with (default: torch's count)")
+    args = p.parse_args(argv)
+    for dtype in (torch.bfloat16, torch.float32):
+        flops = cpu_peak_flops(dtype, threads=args.threads or None, refresh=args.refresh)
+        print(f"{cache_key(dtype, args.threads or torch.get_num_threads())}: {flops / 1e12:.3f} TFLOP/s")
+    print(f"cache: {default_cache_dir() / CACHE_FILE}")
+
+
+if __name__ == "__main__":
+    main()
