@@ -8,9 +8,11 @@ Figures go to stdout; docs/benchmarks.md ("Console") records a run on the refere
 - cold start: a child process opens the console in a pseudo-terminal (Textual's real terminal driver) on an
   empty runs root, exits right after its first frame is drawn, and reports the time from interpreter start to
   that frame; the parent also reports the child's whole wall time (interpreter start to exit).
-- chart: one chart frame (thinning + braille rasterising + Rich Text) with a 1M-point train loss (+ its EMA
-  layer) and a 20k-point val loss at 120×30 cells, for each x axis, with/without EMA and log-y; the median of
-  5 frames each.
+- chart: one chart frame (min/max thinning + plotext build + Rich Text) with a 1M-point train loss (+ its EMA
+  layer), a 20k-point val loss and an alert at 120×30 cells, for each x axis, with/without EMA and log-y; the
+  median of 5 frames each; and the same layers through textual-plotext's Plot for comparison.
+- dashboard: every dashboard chart (loss, lr, HellaSwag, tok/s, grad norm, memory) of a 1M-step run redrawn
+  once, at the chart sizes of a 160×48 and a 220×60 terminal; budget 50 ms.
 - burst: a dashboard open on a live run while a writer appends events at a fixed rate; reports how many
   RunUpdated messages the UI handled for how many events, and how far behind the UI was when the writer stopped.
 - replay: a dashboard opened on a finished run of 1M step events: time until all of it is shown, and the
@@ -125,39 +127,126 @@ def _drain(fd: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ chart
-def bench_chart(points: int = 1_000_000, width: int = 120, height: int = 30, repeats: int = 5) -> dict:
+def _million_point_view(points: int):
+    """A RunView as a 1M-step run leaves it: every step series full, val every 50 steps, HellaSwag every 10k,
+    system figures (two ranks) every 1,000 steps, a NaN and a spike (which must survive thinning)."""
     import numpy as np
 
-    from tui_trainer.app.chart_render import PALETTE, ChartOptions, ChartSpec, Colors, Line, render_chart
-    from tui_trainer.app.series import Series
+    from tui_trainer.app.run_view import Alert, RunView
+    from tui_trainer.app.series import Series, wilson_interval
 
     rng = np.random.default_rng(0)
-    loss = 3 + 8 * np.exp(-np.arange(points) / (points / 5)) + 0.2 * rng.standard_normal(points)
+    steps = np.arange(points, dtype=np.float64)
+    tokens, wall = (steps + 1) * 524288, steps * 0.25
+    loss = 3 + 8 * np.exp(-steps / (points / 5)) + 0.2 * rng.standard_normal(points)
     loss[points // 3] = math.nan
-    loss[points // 2] = 40.0  # a spike that must survive thinning
-    train, val = Series("train"), Series("val")
-    t0 = time.perf_counter()
-    for i, value in enumerate(loss.tolist()):
-        train.append(i, value, tokens=(i + 1) * 524288, wall=i * 0.25)
-        if i % 50 == 0:
-            val.append(i, value + 0.05, tokens=(i + 1) * 524288, wall=i * 0.25)
-    append_s = time.perf_counter() - t0
-    spec = ChartSpec("loss", [Line("train", train, PALETTE[0]), Line("val", val, PALETTE[1], sparse=True)],
-                     resume_steps=[points // 4])
+    loss[points // 2] = 40.0
+    view = RunView(run_id="bench")
+    s = view.series
+    s["train_loss"].extend(steps, loss, tokens, wall)
+    s["lr"].extend(steps, 6e-4 * np.minimum(1.0, (steps + 1) / 700), tokens, wall)
+    s["grad_norm"].extend(steps, 0.5 + 0.2 * rng.random(points), tokens, wall)
+    s["tok_per_s"].extend(steps, 5e5 + 1e4 * rng.standard_normal(points), tokens, wall)
+    every = np.arange(0, points, 50)
+    s["val_loss"].extend(steps[every], loss[every] + 0.05, tokens[every], wall[every])
+    for k in range(0, points, 10_000):
+        correct = 2500 + k // 1000
+        lo, hi = wilson_interval(correct, 10042)
+        for name, value in (("hellaswag", correct / 10042), ("hellaswag_lo", lo), ("hellaswag_hi", hi)):
+            s[name].append(k, value, tokens=tokens[k], wall=wall[k])
+    mem = np.arange(0, points, 1000)
+    for r in range(2):
+        s[f"memory_rank{r}"] = Series(f"memory_rank{r}")
+        s[f"memory_rank{r}"].extend(steps[mem], 60 + r + rng.random(len(mem)), tokens[mem], wall[mem])
+    view.system = {"ranks": [{"rank": r, "gpu_mem_used_bytes": 1, "gpu_mem_total_bytes": 80 * 2**30}
+                             for r in range(2)]}
+    view.alerts = [Alert(0.0, points // 2, "spike", "loss 40", 40.0)]
+    return view
+
+
+def bench_chart(points: int = 1_000_000, width: int = 120, height: int = 30, repeats: int = 5) -> dict:
+    """One chart (the loss chart) at ``width`` × ``height``, for each x axis, with/without EMA and log-y."""
+    from tui_trainer.app.chart_catalog import run_specs
+    from tui_trainer.app.chart_render import ChartOptions, Colors, render_chart
+
+    view = _million_point_view(points)
+    spec = run_specs(view, ("loss",))["chart-loss"]
+    spec.resume_steps = [points // 4]
     frames = {}
     for axis in ("step", "tokens", "wall"):
         for ema in (True, False):
             for log_y in (False, True):
                 opts = ChartOptions(ema=ema, log_y=log_y, x_axis=axis)
-                times = []
+                render_chart(spec, opts, width, height, Colors())  # warm-up
+                times, cpu = [], []
                 for _ in range(repeats):
-                    t = time.perf_counter()
+                    t, c = time.perf_counter(), time.process_time()
                     render_chart(spec, opts, width, height, Colors())
                     times.append(time.perf_counter() - t)
-                frames[f"{axis}{' ema' if ema else ''}{' log' if log_y else ''}"] = 1000 * statistics.median(times)
-    return {"points": points, "val_points": len(val), "size": f"{width}x{height}",
-            "append_us_per_point": 1e6 * append_s / points, "frame_ms": frames,
-            "frame_ms_worst": max(frames.values())}
+                    cpu.append(time.process_time() - c)
+                name = f"{axis}{' ema' if ema else ''}{' log' if log_y else ''}"
+                frames[name] = (1000 * statistics.median(times), 1000 * statistics.median(cpu))
+    walls, cpus = [f[0] for f in frames.values()], [f[1] for f in frames.values()]
+    return {"points": points, "val_points": len(view.series["val_loss"]), "size": f"{width}x{height}",
+            "wall_ms": {k: round(v[0], 1) for k, v in frames.items()},
+            "wall_ms_median": round(statistics.median(walls), 1), "wall_ms_worst": round(max(walls), 1),
+            "cpu_ms_median": round(statistics.median(cpus), 1), "cpu_ms_worst": round(max(cpus), 1)}
+
+
+def bench_dashboard_frame(points: int = 1_000_000, repeats: int = 7) -> dict:
+    """Every dashboard chart redrawn once (what a frame costs when a step event moved every series), at the
+    chart sizes a 160×48 and a 220×60 terminal give them (3 × 2 grid), median over ``repeats`` frames."""
+    from tui_trainer.app.chart_catalog import run_specs
+    from tui_trainer.app.chart_render import ChartOptions, Colors, render_chart
+
+    view = _million_point_view(points)
+    specs = run_specs(view)
+    results = {}
+    for terminal, (w, h) in (("160x48", (52, 13)), ("220x60", (72, 17))):
+        for options in (ChartOptions(), ChartOptions(log_y=True, x_axis="tokens")):
+            for spec in specs.values():
+                render_chart(spec, options, w, h, Colors())  # warm-up
+            times, cpu = [], []
+            for _ in range(repeats):
+                t, c = time.perf_counter(), time.process_time()
+                for spec in specs.values():
+                    render_chart(spec, options, w, h, Colors())
+                times.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
+            key = f"{terminal} ({len(specs)} charts of {w}x{h}){' log tokens' if options.log_y else ''}"
+            results[key] = {"wall_ms": round(1000 * statistics.median(times), 1),
+                            "cpu_ms": round(1000 * statistics.median(cpu), 1)}
+    return {"points": points, "frame": results, "budget_ms": 50}
+
+
+def bench_textual_plotext(points: int = 1_000_000, width: int = 120, height: int = 30,
+                          repeats: int = 5) -> dict:
+    """The same thinned loss layers drawn through textual-plotext's Plot (what its PlotextPlot widget renders)
+    instead of our figure: the choice between the two is not a speed question if these match."""
+    from rich.text import Text
+    from textual_plotext.plot import Plot
+
+    from tui_trainer.app.chart_catalog import run_specs
+    from tui_trainer.app.chart_render import ChartOptions, Colors, _layers
+
+    view = _million_point_view(points)
+    spec = run_specs(view, ("loss",))["chart-loss"]
+    times, cpu = [], []
+    for _ in range(repeats + 1):
+        t, c = time.perf_counter(), time.process_time()
+        plot = Plot()
+        plot.plotsize(width, height)
+        plot._set_size(width, height)
+        for layer in _layers(spec, ChartOptions(), Colors(), width - 8):
+            if layer.kind == "points":
+                plot.scatter(layer.x.tolist(), layer.y.tolist(), marker="◉", color=layer.color)
+            else:
+                plot.plot(layer.x.tolist(), layer.y.tolist(), marker="braille", color=layer.color)
+        Text.from_ansi(plot.build())
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return {"size": f"{width}x{height}", "wall_ms": round(1000 * statistics.median(times[1:]), 1),
+            "cpu_ms": round(1000 * statistics.median(cpu[1:]), 1)}
 
 
 # ------------------------------------------------------------------------------------------------ burst
@@ -285,7 +374,7 @@ def bench_replay(events: int = 1_000_000) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("cold", "chart", "burst", "replay"))
+    parser.add_argument("--only", choices=("cold", "chart", "dashboard", "burst", "replay"))
     parser.add_argument("--config", help="cold start with this config open in the editor")
     args = parser.parse_args(argv)
     # Other work on the machine skews every figure: say how busy it was.
@@ -300,6 +389,9 @@ def main(argv: list[str] | None = None) -> None:
               json.dumps(bench_cold_start(config=editor_config), indent=1))
     if args.only in (None, "chart"):
         print("chart frame:", json.dumps(bench_chart(), indent=1))
+        print("same layers through textual-plotext's Plot:", json.dumps(bench_textual_plotext(), indent=1))
+    if args.only in (None, "chart", "dashboard"):
+        print("dashboard frame (all charts):", json.dumps(bench_dashboard_frame(), indent=1))
     if args.only in (None, "burst"):
         print("event burst:", json.dumps(bench_burst(), indent=1))
     if args.only in (None, "replay"):

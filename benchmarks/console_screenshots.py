@@ -20,6 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (150, 46)
+SMALL = (80, 24)
 
 
 def small_config(shared: Path, work: Path) -> str:
@@ -90,6 +91,18 @@ async def shoot(runs_root: Path, run_id: str, out: Path) -> None:
         await pilot.pause(0.5)
         app.save_screenshot(filename="console-editor.svg", path=str(out))
 
+    # An 80×24 terminal (many SSH sessions): the compact dashboard, one chart at a time.
+    small = GptConsole(runs_root=str(runs_root))
+    async with small.run_test(size=SMALL) as pilot:
+        await pilot.pause(1.5)
+        small.open_run(run_id)
+        await pilot.pause(0.2)
+        screen = small.screen
+        while screen.view.end_status is None:
+            await pilot.pause(0.1)
+        await pilot.pause(1.5)
+        small.save_screenshot(filename="console-dashboard-80x24.svg", path=str(out))
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out).resolve()
     os.chdir(REPO)
     asyncio.run(shoot(store.root, run.id, out))
-    print(f"wrote {args.out}/console-dashboard.svg, console-runs.svg, console-editor.svg")
+    print(f"wrote {args.out}/console-dashboard.svg, console-runs.svg, console-editor.svg, "
+          "console-dashboard-80x24.svg")
 
 
 if __name__ == "__main__":

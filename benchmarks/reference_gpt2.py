@@ -1,10 +1,14 @@
-"""The straightforward GPT-2 training loop, in the style of build-nanogpt's ``train_gpt2.py``, as the baseline.
+"""build-nanogpt's training step (``train_gpt2.py``), re-written at the bench size, as the baseline.
 
-Deliberately plain: full fp32 logits into ``F.cross_entropy``, ``torch.optim.AdamW`` (fused only on CUDA, as in
-build-nanogpt), gradient clipping, optional bf16 autocast around the forward and optional ``torch.compile``. It
-shares no code with ``tui_trainer`` so the comparison in ``train_bench.py`` is against an independent loop.
+By default the step is upstream's exactly: ``torch.set_float32_matmul_precision("high")``, the forward under
+``torch.autocast(dtype=torch.bfloat16)`` (always, on a CPU too), the logits into ``F.cross_entropy`` (which
+autocast runs in fp32), ``torch.optim.AdamW`` fused only on CUDA, clipping at 1.0, the warmup + cosine
+learning rate, and no ``torch.compile`` (upstream's ``use_compile`` is False). Two switches are OURS, not
+upstream's: ``--dtype float32`` drops the autocast, and ``--compile`` compiles the model. It shares no code with
+``tui_trainer`` so the comparison in ``train_bench.py`` is against an independent loop.
 
-    python benchmarks/reference_gpt2.py --dtype bfloat16 --compile --steps 20
+    python benchmarks/reference_gpt2.py --steps 20              # upstream's step
+    python benchmarks/reference_gpt2.py --compile --steps 20    # ours: the same with torch.compile
 
 Defaults are the bench config: 6 layers, 6 heads, 384 wide, block 256, batch 8, vocab 50304, GPT-2 BPE tokens of
 Tiny Shakespeare (``--data``, default ``../shared/data/tinyshakespeare.txt`` beside the repo).
@@ -170,11 +174,12 @@ def get_lr(it: int, max_lr: float = 6e-4, warmup_steps: int = 10, max_steps: int
     return min_lr + coeff * (max_lr - min_lr)
 
 
-def build(tokens: torch.Tensor, *, dtype: str = "float32", compile: bool = False, seed: int = 1337,
+def build(tokens: torch.Tensor, *, dtype: str = "bfloat16", compile: bool = False, seed: int = 1337,
           config: GPTConfig | None = None, batch: int = 8, device: str = "cpu", warmup_steps: int = 10,
           max_steps: int = 50, grad_accum_steps: int = 1):
     """Model, optimizer, loader and a ``step(i) -> (loss tensor, grad norm tensor)`` closure."""
     config = config or GPTConfig()
+    torch.set_float32_matmul_precision("high")  # upstream sets it once, before building the model
     torch.manual_seed(seed)
     model = GPT(config).to(device)
     optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=6e-4, device_type=device.split(":")[0])
@@ -206,8 +211,9 @@ def build(tokens: torch.Tensor, *, dtype: str = "float32", compile: bool = False
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=os.environ.get("GPT_CONSOLE_SHAKESPEARE", str(DEFAULT_TEXT)))
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="bfloat16",
+                   help="bfloat16 = upstream's autocast; float32 (no autocast) is our variant")
+    p.add_argument("--compile", action="store_true", help="our variant: torch.compile the model")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--json", help="also write the per-step records (step, loss, dt) to this JSON file")
     p.add_argument("--warmup-steps", type=int, default=10, help="learning-rate warmup")

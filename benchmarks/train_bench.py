@@ -1,14 +1,14 @@
 """Trainer speed, side by side: the reference GPT-2 loop against our trainer, on the same machine in one run.
 
     python -m benchmarks.train_bench                      # bench config, every variant, 20 timed steps each
-    python -m benchmarks.train_bench --variants ref-bf16-compile,ours --steps 30 --rounds 2
+    python -m benchmarks.train_bench --variants ref,ours --steps 30 --rounds 2
     python -m benchmarks.train_bench --config configs/gpt2-124m.toml \\
         --set optim.micro_batch_size=1 --set optim.total_batch_size=1024 --variants ours,ours-fp32
 
 Every variant runs in its own fresh process (so compile caches, allocator state, thread pools and peak memory
-are its own): the ``ref-*`` variants run ``benchmarks/reference_gpt2.py`` (build-nanogpt's loop, independent of
-our code); the ``ours*`` variants run the real trainer, ``python -m tui_trainer.training.train``, with the config
-plus the variant's overrides, and read its own ``step`` events — so the tok/s shown here is the trainer's own
+are its own): the ``ref*`` variants run ``benchmarks/reference_gpt2.py`` (build-nanogpt's loop, independent of
+our code: ``ref`` is upstream's step exactly, ``ref-compile`` and ``ref-fp32`` are our variants of it); the
+``ours*`` variants run the real trainer, ``python -m tui_trainer.training.train``, with the config plus the variant's overrides, and read its own ``step`` events — so the tok/s shown here is the trainer's own
 figure, and eval/sampling/checkpoint time is excluded the same way the trainer excludes it.
 
 Per variant: median tok/s over the timed steps (after ``--warmup`` steps), TFLOP/s (FLOPs per token from
@@ -46,6 +46,7 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     fp32_twin: str | None = None   # the variant whose losses this one should match
     about: str = ""
+    module: str = "tui_trainer.training.train"  # the trainer an "ours" variant runs
 
 
 def cpu_dtype_default() -> str:
@@ -57,20 +58,27 @@ def cpu_dtype_default() -> str:
 def variants() -> dict[str, Variant]:
     ours_dtype = cpu_dtype_default()
     vs = [
-        Variant("ref-fp32", "ref", "float32", ["--dtype", "float32"], about="reference, eager fp32"),
-        Variant("ref-bf16", "ref", "bfloat16", ["--dtype", "bfloat16"], fp32_twin="ref-fp32",
-                about="reference, bf16 autocast"),
-        Variant("ref-bf16-compile", "ref", "bfloat16", ["--dtype", "bfloat16", "--compile"], fp32_twin="ref-fp32",
-                about="reference, bf16 autocast + torch.compile"),
+        Variant("ref", "ref", "bfloat16", ["--dtype", "bfloat16"], fp32_twin="ref-fp32",
+                about="build-nanogpt's step as upstream runs it (bf16 autocast, matmul precision high, "
+                      "eager)"),
+        Variant("ref-compile", "ref", "bfloat16", ["--dtype", "bfloat16", "--compile"], fp32_twin="ref-fp32",
+                about="ours, not upstream: that step + torch.compile (upstream leaves use_compile off)"),
+        Variant("ref-fp32", "ref", "float32", ["--dtype", "float32"],
+                about="ours, not upstream: that step without autocast (fp32)"),
         Variant("ours", "ours", ours_dtype, [], fp32_twin="ours-fp32", about="trainer, default CPU settings"),
         Variant("ours-fp32", "ours", "float32", ["system.dtype=float32"], about="trainer, fp32"),
         Variant("ours-compile", "ours", ours_dtype, ["system.compile=true"], fp32_twin="ours-fp32",
                 about="trainer, defaults + torch.compile"),
+        Variant("onefile", "ours", ours_dtype, [], fp32_twin="ours-fp32", module=ONEFILE,
+                about="the one-file twin, default CPU settings"),
+        Variant("onefile-fp32", "ours", "float32", ["system.dtype=float32"], module=ONEFILE,
+                about="the one-file twin, fp32"),
     ]
     return {v.name: v for v in vs}
 
 
-DEFAULT_VARIANTS = "ref-fp32,ref-bf16,ref-bf16-compile,ours,ours-fp32,ours-compile"
+DEFAULT_VARIANTS = "ref,ref-compile,ref-fp32,ours,ours-fp32,ours-compile"
+ONEFILE = "tui_trainer.training.onefile_train"
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -113,9 +121,12 @@ def run_reference(v: Variant, cfg, total_steps: int, text: Path, work: Path) -> 
 def run_ours(v: Variant, config: Path, overrides: list[str], total_steps: int, work: Path, nproc: int):
     run_dir = work / v.name
     sets = [*overrides, *v.args, f"launch.nproc_per_node={nproc}"]
-    trainer = ["-m", "tui_trainer.training.train", "--config", str(config), "--run-dir", str(run_dir)]
+    trainer = ["-m", v.module, "--config", str(config), "--run-dir", str(run_dir)]
     for s in sets:
         trainer += ["--set", s]
+    if v.module == ONEFILE:  # the twin only reads shards: prepare them first, untimed (at once if they exist)
+        prepare = [sys.executable, "-m", "tui_trainer.training.prepare", *trainer[2:4], *trainer[6:]]
+        subprocess.run(prepare, env=child_env({}), check=True, stdout=subprocess.DEVNULL)
     if nproc > 1:
         argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *trainer]
     else:
@@ -298,9 +309,11 @@ def render_ratios(chosen: list[Variant], merged: dict[str, dict]) -> str:
     if not refs or not ours:
         return ""
     best = max(refs, key=lambda n: merged[n]["tok_s"])
-    lines = [f"ratios against the best reference row ({best}, {merged[best]['tok_s']:,.0f} tok/s):"]
-    for name in ours:
-        lines.append(f"  {name:18s} {merged[name]['tok_s'] / merged[best]['tok_s']:.2f}×")
+    lines = []
+    for base, what in [("ref", "upstream's step"), (best, "the best reference row")]:
+        if base in merged and not (base == best and lines and best == "ref"):
+            lines.append(f"ratios against {what} ({base}, {merged[base]['tok_s']:,.0f} tok/s):")
+            lines += [f"  {name:18s} {merged[name]['tok_s'] / merged[base]['tok_s']:.2f}×" for name in ours]
     return "\n".join(lines)
 
 

@@ -45,7 +45,11 @@ def test_commands_on_a_run_that_is_not_running(tmp_path, capsys):
     write_json(run.launch_file, {"launch": 1, "events_offset": 0, "workers": []})
     with open(run.events_file, "w") as f:
         for i, (kind, payload) in enumerate([
-                ("run_start", {"max_steps": 4}), ("step", {"step": 0, "loss": 5.5, "tok_per_s": 100.0}),
+                ("run_start", {"config": {}, "trainer": "train", "params": 10, "world_size": 1, "device": "cpu",
+                               "device_name": "CPU", "dtype": "float32", "grad_accum_steps": 1, "max_steps": 4,
+                               "start_step": 0, "resumed_from_step": None, "peak_flops": None}),
+                ("step", {"step": 0, "loss": 5.5, "lr": 1e-3, "grad_norm": 1.0, "dt": 0.1, "tok_per_s": 100.0,
+                          "tokens": 10, "mfu": None}),
                 ("val", {"step": 1, "loss": 5.25}),
                 ("hellaswag", {"step": 1, "acc": 0.25, "acc_norm": 0.3, "correct": 3, "correct_norm": 3,
                                "total": 10}),

@@ -3,7 +3,8 @@
     gpt-console [CONFIG]                      open the Textual console
     gpt-console run CONFIG [--set k=v ...] [--detach]
     gpt-console runs | attach RUN | stop RUN | resume RUN [--follow] | logs RUN [-f]
-    gpt-console export RUN --csv [-o FILE] | control RUN checkpoint|sample [--prompt P]|eval|stop
+    gpt-console export RUN --csv [-o FILE] | --hf DIR [--step N] | --tensorboard DIR
+    gpt-console control RUN checkpoint|sample [--prompt P]|eval|stop
     gpt-console status RUN | delete RUN | prepare CONFIG [--set k=v ...]
 
 RUN is a run id or any unique prefix of one. Exit codes: 0 ok / run finished (or detached), 1 run failed or
@@ -21,6 +22,7 @@ from collections import deque
 from pathlib import Path
 from typing import Sequence, TextIO
 
+from tui_trainer.channel.diskfull import describe as describe_disk_full, is_disk_full
 from tui_trainer.channel.summary import RunSummary
 from tui_trainer.runs import Run, RunError, RunNotRunning, RunStore
 from tui_trainer.runs.progress import describe_event, fmt_age, fmt_num, progress_line
@@ -29,7 +31,7 @@ from tui_trainer.training.lib.config import ConfigError
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_LOST = 0, 1, 2, 3, 4
 STATE_EXIT = {"finished": EXIT_OK, "failed": EXIT_FAILED, "stopped": EXIT_STOPPED, "lost": EXIT_LOST}
 SUBCOMMANDS = ("run", "runs", "attach", "stop", "resume", "logs", "export", "control", "status", "delete",
-               "prepare")
+               "prepare", "plot")
 NON_TTY_PROGRESS_EVERY_S = 10.0
 
 
@@ -80,10 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--lines", type=int, default=None, help="only the last N lines")
     _runs_root_arg(p)
 
-    p = sub.add_parser("export", help="export metrics")
+    p = sub.add_parser("export", help="export metrics (CSV, TensorBoard) or weights (Hugging Face)")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--csv", action="store_true", required=True, help="per-step metrics with val and HellaSwag")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    kind = p.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--csv", action="store_true", help="per-step metrics with val and HellaSwag")
+    kind.add_argument("--hf", metavar="DIR", help="a checkpoint as a Hugging Face GPT-2 dir (new or empty)")
+    kind.add_argument("--tensorboard", metavar="DIR", help="metrics and samples as TensorBoard event files")
+    p.add_argument("--step", type=int, help="with --hf: the checkpoint of this step (default: the newest)")
+    p.add_argument("-o", "--output", metavar="FILE", help="with --csv: write here instead of stdout")
     _runs_root_arg(p)
 
     p = sub.add_parser("control", help="ask a live run to checkpoint, sample, evaluate or stop now")
@@ -98,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _runs_root_arg(p)
+
+    from tui_trainer.app.plot_cli import add_plot_parser
+    add_plot_parser(sub, _runs_root_arg)
 
     p = sub.add_parser("prepare", help="prepare a config's token shards ahead of a run")
     p.add_argument("config", metavar="CONFIG")
@@ -138,6 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `gpt-console logs RUN | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except OSError as e:  # a full disk is the user's to fix: one paragraph, whatever the verb
+        if is_disk_full(e):
+            print(f"gpt-console: {describe_disk_full(e)}", file=sys.stderr)
+        elif e.filename is not None:  # a path the user gave or set up (runs root, output file): name it
+            print(f"gpt-console: {e.strerror or e}: {e.filename} — check that path (--runs-root, -o) and its "
+                  "permissions", file=sys.stderr)
+        else:
+            raise
+        return EXIT_FAILED
 
 
 def _store(args) -> RunStore:
@@ -185,13 +203,18 @@ def cmd_runs(args) -> int:
         print(f"no runs in {store.root} — start one with `gpt-console run configs/default.toml`")
         return EXIT_OK
     now = time.time()
-    rows = [("ID", "STATUS", "STEP", "LOSS", "BEST VAL", "HELLASWAG", "AGE")]
+    rows = [("ID", "STATUS", "STEP", "LOSS", "BEST VAL", "HELLASWAG", "ALERTS", "AGE", "SLURM JOB")]
     for run in runs:
         status = run.status()
         s = run.summary()
         step = "-" if s.step is None else f"{s.step + 1}" + (f"/{s.max_steps}" if s.max_steps else "")
-        rows.append((run.id, status.label, step, fmt_num(s.loss), fmt_num(s.best_val),
-                     fmt_num(s.hellaswag_acc_norm), fmt_age(s.started_at or run.created_at(), now)))
+        label = status.label + (f" ({status.reason})" if status.state == "queued" and status.reason else "")
+        job = str((run.launch_info() or {}).get("slurm_job_id") or "")
+        rows.append((run.id, label, step, fmt_num(s.loss), fmt_num(s.best_val),
+                     fmt_num(s.hellaswag_acc_norm), str(s.alert_count or "-"),
+                     fmt_age(s.started_at or run.created_at(), now), job))
+    if not any(r[-1] for r in rows[1:]):
+        rows = [r[:-1] for r in rows]  # no Slurm runs: no empty column
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
@@ -212,10 +235,20 @@ def cmd_status(args) -> int:
         print(f"launched {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info.get('started_at', 0)))} by "
               f"{info.get('user')}@{info.get('host')} (launch {info.get('launch')}, resumes {s.resumes})")
         print(f"command  {' '.join(info.get('argv', []))}")
+        if info.get("slurm_job_id"):
+            print(f"slurm    job {info['slurm_job_id']}, batch script {info.get('slurm_script')}")
     checkpoints = run.checkpoints()
     print(f"checkpoints {len(checkpoints)}" + (f", newest {checkpoints[-1].name}" if checkpoints else ""))
     if s.last_error:
         print(f"last error {s.last_error}")
+    if s.alert_count:  # diverging steps and loss spikes (lib/health.py), newest last
+        shown = s.alerts[-5:]
+        print(f"alerts   {s.alert_count}" + (f", the newest {len(shown)}:" if s.alert_count > len(shown) else ":"))
+        print("\n".join(f"  {message}" for message in shown))
+    from tui_trainer.runs.system_view import last_system_event, system_lines
+    system = last_system_event(run.events_file)
+    if system is not None:
+        print("\n".join(system_lines(system)))
     return STATE_EXIT.get(status.state, EXIT_OK) if status.final else EXIT_OK
 
 
@@ -281,9 +314,13 @@ def cmd_logs(args) -> int:
 def cmd_export(args) -> int:
     from tui_trainer.runs.export import write_csv
     run = _store(args).get(args.run)
+    if not args.csv:
+        from tui_trainer.export.commands import export_command  # torch/tensorboard load only in there
+        return export_command(run, hf=args.hf, tensorboard=args.tensorboard, step=args.step,
+                              output=args.output)
     if args.output:
-        with open(args.output, "w", newline="", encoding="utf-8") as f:
-            rows = write_csv(run, f)
+        from tui_trainer.runs.export import export_csv_file
+        rows = export_csv_file(run, args.output, _store(args).root)  # temp file + rename, never over a run file
         print(f"wrote {rows} rows to {args.output}", file=sys.stderr)
     else:
         write_csv(run, sys.stdout)
@@ -340,9 +377,14 @@ def cmd_prepare(args) -> int:
     return int(prepare_main(argv) or 0)
 
 
+def cmd_plot(args) -> int:
+    from tui_trainer.app.plot_cli import plot_run
+    return plot_run(_store(args).get(args.run), args, sys.stdout)
+
+
 COMMANDS = {"run": cmd_run, "runs": cmd_runs, "attach": cmd_attach, "stop": cmd_stop, "resume": cmd_resume,
             "logs": cmd_logs, "export": cmd_export, "control": cmd_control, "status": cmd_status,
-            "delete": cmd_delete, "prepare": cmd_prepare}
+            "delete": cmd_delete, "prepare": cmd_prepare, "plot": cmd_plot}
 
 
 # ------------------------------------------------------------------------------------------ following

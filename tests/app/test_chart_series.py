@@ -122,3 +122,17 @@ def test_columns_grow_past_their_first_capacity():
         s.append(i, float(i), tokens=i * 2.0, wall=i * 3.0)
     assert len(s) == 10_000
     assert s.x("tokens")[-1] == 19_998.0 and s.x("wall")[-1] == 29_997.0 and s.last() == 9999.0
+
+
+def test_thin_mean_is_one_mean_per_bucket_with_gaps_for_empty_ones():
+    from tui_trainer.app.series import thin_mean
+    x = np.arange(1000, dtype=np.float64)
+    y = np.repeat(np.arange(10, dtype=np.float64), 100)      # bucket k holds the value k
+    y[300:400] = np.nan                                       # one bucket with no finite value
+    t = thin_mean(x, y, 10)
+    assert len(t.x) == 10 and np.isnan(t.y[3])
+    assert np.allclose(np.delete(t.y, 3), np.delete(np.arange(10.0), 3))
+    clean = np.repeat(np.arange(10, dtype=np.float64), 100)
+    assert np.allclose(thin_mean(x, clean, 10, no_nan=True).y, thin_mean(x, clean, 10).y)
+    short = thin_mean(x[:5], clean[:5], 10)                   # fewer points than buckets: unchanged
+    assert np.array_equal(short.x, x[:5])

@@ -5,7 +5,10 @@ and find it with its history, stop it, resume it, stop it again."""
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -18,12 +21,77 @@ from tui_trainer.app.screens.dashboard import DashboardScreen
 from tui_trainer.app.screens.dialogs import ConfirmDialog, PromptDialog
 from tui_trainer.app.screens.runs import RunsScreen
 from tui_trainer.app.widgets.chart import MetricChart
-from tui_trainer.runs import RunStore
+from tui_trainer.runs import RunStore, launcher, procs
+from tui_trainer.runs.files import read_json
+from tui_trainer.runs.status import launch_processes
 
 pytestmark = pytest.mark.slow
 
 START_TIMEOUT = 180   # torch import, data preparation and the first steps, on a busy 2-core machine
 EVENT_TIMEOUT = 120
+
+
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")  # `timeout` sends SIGTERM: unwind so the finalizer still runs
+
+
+def _launch_entries(run) -> list[dict]:
+    """Process stamps of every launch of a run (the current one and its history)."""
+    launch = read_json(run.launch_file) or {}
+    entries = launch_processes(launch)
+    for earlier in launch.get("history") or []:
+        if isinstance(earlier, dict):
+            entries += launch_processes(earlier)
+    return entries
+
+
+def _end_everything(store: RunStore, supervisors: list) -> list[int]:
+    """SIGKILL every process group this test launched: supervisors (session leaders, torchrun in their group),
+    ranks (each leads its own), and any descendant. Returns the pids still alive afterwards."""
+    for run in store.list():
+        if run.is_running():
+            try:
+                run.stop(timeout=20)          # graceful first: the run's files end tidy
+            except Exception:  # noqa: BLE001 - whatever went wrong, the kills below still happen
+                pass
+    # Only supervisors not reaped yet: a reaped one's pid may already belong to someone else's process.
+    roots = [p.pid for p in supervisors if p.poll() is None]
+    for run in store.list():
+        launcher.kill_launch(run)
+        for entry in _launch_entries(run):
+            procs.kill_group(entry, signal.SIGKILL)
+    stats = procs.all_stats()
+    for pid in roots:
+        for child in procs.descendants(pid, stats):
+            procs.kill_group(procs.stamp(child), signal.SIGKILL)  # a rank leads its own group
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    while True:
+        alive = [p.pid for p in supervisors if p.poll() is None]
+        alive += [e["pid"] for run in store.list() for e in _launch_entries(run) if procs.is_alive(e)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def store(tmp_path, request):
+    """The runs root of the test; whatever the outcome (failure, timeout's SIGTERM, Ctrl-C), every process the
+    test launched is ended before pytest moves on, so a failed run never loads the machine for later tests."""
+    runs = RunStore(tmp_path / "runs")
+    first_child = len(launcher._children)
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+
+    def finalize() -> None:
+        signal.signal(signal.SIGTERM, previous)
+        survivors = _end_everything(runs, launcher._children[first_child:])
+        assert not survivors, f"processes {survivors} survived SIGKILL"
+
+    request.addfinalizer(finalize)
+    return runs
 
 
 def tiny_config(tmp_path: Path, shared_data: Path) -> Path:
@@ -88,12 +156,11 @@ async def dashboard(pilot) -> DashboardScreen:
 
 async def confirm(pilot) -> None:
     await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), what="a confirmation dialog")
-    await pilot.press("enter")
+    await pilot.press("y")  # Enter would press the focused button, which is Cancel for a stop
 
 
-def test_edit_launch_watch_control_close_reopen_stop_resume(tmp_path, shared_data):
+def test_edit_launch_watch_control_close_reopen_stop_resume(tmp_path, shared_data, store):
     config = tiny_config(tmp_path, shared_data)
-    store = RunStore(tmp_path / "runs")
 
     async def first_session() -> str:
         app = GptConsole(config_path=str(config), runs_root=str(store.root))
@@ -137,69 +204,67 @@ def test_edit_launch_watch_control_close_reopen_stop_resume(tmp_path, shared_dat
             await wait_for(pilot, lambda: "Once upon a time" in view.samples.by_prompt, timeout=EVENT_TIMEOUT,
                            what="the requested sample")
             assert view.samples.by_prompt["Once upon a time"][-1].source == "control"
-            await wait_for(pilot, lambda: any("sample done" in n for n in notes(app)), what="the acknowledgement")
-            assert "Once upon a time" in text_of(dash.query_one("#samples-body"))
+            await wait_for(pilot, lambda: any("Sample taken" in n for n in notes(app)),
+                           what="the acknowledgement")
+            shown = text_of(dash.query_one("#samples-body"))
+            assert "“Once upon a time”" in shown and "the sample you asked for" in shown
             return dash.run.id
         # Leaving the block closes the console.
 
     run_id = None
-    try:
-        async def session_one():
-            nonlocal run_id
-            run_id = await first_session()
 
-        run(session_one)
-        # Closing the console never stops a run.
-        assert store.get(run_id).status().state == "running"
+    async def session_one():
+        nonlocal run_id
+        run_id = await first_session()
 
-        async def second_session():
-            app = GptConsole(runs_root=str(store.root))
-            async with app.run_test(size=SIZE, notifications=True) as pilot:
-                runs = await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen,
-                                      what="the runs screen")
-                await wait_for(pilot, lambda: run_id in runs.rows and runs.rows[run_id].running,
-                               what="the running run in the table")
-                runs.query_one(DataTable).focus()
-                await pilot.press("enter")
-                dash = await dashboard(pilot)
-                view = dash.view
-                # History replayed: earlier steps, the earlier samples, HellaSwag.
-                await wait_for(pilot, lambda: view.samples.by_prompt.get("Once upon a time"),
-                               what="the replayed history")
-                assert view.series["train_loss"].x("step")[0] == 0 and view.hellaswag_points
-                await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "running",
-                               what="the process status")
+    run(session_one)
+    # Closing the console never stops a run.
+    assert store.get(run_id).status().state == "running"
 
-                await pilot.press("s")
-                await confirm(pilot)
-                await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "stopped",
-                               timeout=EVENT_TIMEOUT, what="the run to stop")
-                await wait_for(pilot, lambda: any(c[2] == "stop" for c in view.checkpoints),
-                               what="the stop checkpoint event")
-                stopped_at = view.step
+    async def second_session():
+        app = GptConsole(runs_root=str(store.root))
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            runs = await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen,
+                                  what="the runs screen")
+            await wait_for(pilot, lambda: run_id in runs.rows and runs.rows[run_id].running,
+                           what="the running run in the table")
+            runs.query_one(DataTable).focus()
+            await pilot.press("enter")
+            dash = await dashboard(pilot)
+            view = dash.view
+            # History replayed: earlier steps, the earlier samples, HellaSwag.
+            await wait_for(pilot, lambda: view.samples.by_prompt.get("Once upon a time"),
+                           what="the replayed history")
+            assert view.series["train_loss"].x("step")[0] == 0 and view.hellaswag_points
+            await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "running",
+                           what="the process status")
 
-                await pilot.press("r")                                # resume from the stop checkpoint
-                await wait_for(pilot, lambda: len(view.segments) == 2, timeout=START_TIMEOUT,
-                               what="the resumed trainer's run_start")
-                assert view.segments[1].resumed_from_step is not None
-                await wait_for(pilot, lambda: view.step is not None and view.step > stopped_at,
-                               timeout=EVENT_TIMEOUT, what="steps after the resume")
-                steps = view.series["train_loss"].x("step")
-                assert all(b > a for a, b in zip(steps, steps[1:]))  # stitched: no step twice
-                assert view.resume_steps() == [view.segments[1].start_step]
+            await pilot.press("s")
+            await confirm(pilot)
+            await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "stopped",
+                           timeout=EVENT_TIMEOUT, what="the run to stop")
+            await wait_for(pilot, lambda: any(c[2] == "stop" for c in view.checkpoints),
+                           what="the stop checkpoint event")
+            stopped_at = view.step
 
-                await pilot.press("s")
-                await confirm(pilot)
-                await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "stopped"
-                               and dash.feed.status.launch == 2, timeout=EVENT_TIMEOUT, what="the second stop")
-                await pilot.press("escape")
-                await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="back to runs")
-                await wait_for(pilot, lambda: app.screen.rows.get(run_id) and
-                               app.screen.rows[run_id].state == "stopped", what="the stopped row")
+            await pilot.press("r")                                # resume from the stop checkpoint
+            await wait_for(pilot, lambda: len(view.segments) == 2, timeout=START_TIMEOUT,
+                           what="the resumed trainer's run_start")
+            assert view.segments[1].resumed_from_step is not None
+            await wait_for(pilot, lambda: view.step is not None and view.step > stopped_at,
+                           timeout=EVENT_TIMEOUT, what="steps after the resume")
+            steps = view.series["train_loss"].x("step")
+            assert all(b > a for a, b in zip(steps, steps[1:]))  # stitched: no step twice
+            assert view.resume_steps() == [view.segments[1].start_step]
 
-        run(second_session)
-    finally:
-        for leftover in store.list():  # never leave a trainer running behind a failed test
-            if leftover.is_running():
-                leftover.stop(timeout=30)
+            await pilot.press("s")
+            await confirm(pilot)
+            await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "stopped"
+                           and dash.feed.status.launch == 2, timeout=EVENT_TIMEOUT, what="the second stop")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), what="back to runs")
+            await wait_for(pilot, lambda: app.screen.rows.get(run_id) and
+                           app.screen.rows[run_id].state == "stopped", what="the stopped row")
+
+    run(second_session)
     shutil.rmtree(tmp_path / "cache", ignore_errors=True)

@@ -7,7 +7,10 @@ import math
 from console_events import EventLog
 
 from tui_trainer.app.run_view import RunView
-from tui_trainer.app.sample_browser import SampleBrowser
+from tui_trainer.app.runs_model import environment_hint
+from tui_trainer.app.format import ack_sentence
+from tui_trainer.app.sample_browser import FOLLOWING, HELD, REQUESTED, SampleBrowser
+from tui_trainer.app.widgets.run_panels import banner_text, hellaswag_skipped_message, sample_renderable
 
 
 def fold(log: EventLog) -> RunView:
@@ -143,3 +146,135 @@ def test_sample_browser_follows_scrubs_and_pins():
     browser.follow()
     assert browser.current(view.samples).following
     assert SampleBrowser().current(RunView().samples) is None
+
+
+def sample_event(seq: int, step: int, prompt: str, source: str) -> dict:
+    return {"v": 1, "seq": seq, "t": 9e3 + seq, "type": "sample", "step": step, "prompt": prompt,
+            "texts": [f"{prompt}@{step}/{source}"], "source": source}
+
+
+def test_scheduled_sample_arriving_right_after_a_control_sample_does_not_replace_it():
+    """The trainer answers ``p`` at a step boundary; when that step is also a sample.every step, the scheduled
+    sample follows in the same batch. The requested one stays shown until the user moves."""
+    log = EventLog()
+    log.start()
+    log.add("sample", step=5, prompt="Hello", texts=["h5"], source="schedule")
+    view = fold(log)
+    browser = SampleBrowser()
+    browser.request(view.samples, "Once upon a time")
+    waiting = browser.current(view.samples)
+    assert waiting.prompt == "Hello" and waiting.waiting_for == "Once upon a time"
+    view.apply_many([sample_event(10, 10, "Once upon a time", "control"),
+                     sample_event(11, 10, "Hello", "schedule")])
+    shown = browser.current(view.samples)
+    assert shown.prompt == "Once upon a time" and shown.mode == REQUESTED and shown.waiting_for is None
+    assert shown.round.source == "control" and (shown.prompt_index, shown.prompt_count) == (1, 2)
+    view.apply_many([sample_event(12, 15, "Hello", "schedule"), sample_event(13, 20, "Once upon a time",
+                                                                               "schedule")])
+    assert browser.current(view.samples).round.step == 10         # later rounds do not move it either
+    browser.scrub(view.samples, 1)                          # the user moves: held, no longer "requested"
+    moved = browser.current(view.samples)
+    assert moved.round.step == 20 and moved.mode == HELD
+    browser.follow()
+    assert browser.current(view.samples).mode == FOLLOWING
+
+
+def test_a_requested_sample_with_the_scheduled_prompt_keeps_both_rounds_of_that_step():
+    log = EventLog()
+    log.start()
+    view = fold(log)
+    browser = SampleBrowser()
+    browser.request(view.samples, "Hello")
+    view.apply_many([sample_event(10, 10, "Hello", "control"), sample_event(11, 10, "Hello", "schedule")])
+    assert [r.source for r in view.samples.by_prompt["Hello"]] == ["control", "schedule"]
+    shown = browser.current(view.samples)
+    assert shown.round.source == "control" and shown.mode == REQUESTED and shown.count == 2
+
+
+def test_prompt_numbers_do_not_change_when_another_prompt_is_sampled():
+    log = EventLog()
+    log.start()
+    log.add("sample", step=5, prompt="A", texts=["a"], source="schedule")
+    log.add("sample", step=5, prompt="B", texts=["b"], source="control")
+    view = fold(log)
+    browser = SampleBrowser()
+    browser.next_prompt(view.samples)                     # B (following) -> A
+    assert (browser.current(view.samples).prompt, browser.current(view.samples).prompt_index) == ("A", 0)
+    view.apply_many([sample_event(10, 10, "A", "schedule")])   # A is now the most recently sampled
+    browser.next_prompt(view.samples)
+    assert (browser.current(view.samples).prompt, browser.current(view.samples).prompt_index) == ("B", 1)
+
+
+def test_a_refused_request_stops_waiting():
+    view = RunView()
+    browser = SampleBrowser()
+    browser.request(view.samples, "X")
+    browser.cancel_request()
+    view.apply_many([sample_event(1, 1, "X", "control")])  # a sample of another console's request
+    assert browser.current(view.samples).mode == FOLLOWING
+
+
+def test_control_acknowledgements_read_as_sentences():
+    assert ack_sentence({"action": "checkpoint", "step": 242, "ok": True, "message": "done"}) == \
+        "Checkpoint written at step 242"
+    assert ack_sentence({"action": "sample", "step": 7, "ok": True, "message": "done"}) == \
+        "Sample taken at step 7"
+    assert ack_sentence({"action": "eval", "step": 3, "ok": False, "message": "unknown action"}) == \
+        "Eval refused at step 3: unknown action"
+
+
+def banner(view: RunView, status=None, resume_from=None) -> str:
+    text = banner_text(view, status, None, resume_from)
+    return "" if text is None else text.plain
+
+
+def test_failure_banner_says_the_reason_once_whole_and_what_to_do():
+    message = ("invalid config /runs/x/config.toml:\n"
+               "  config: TOML syntax error at line 3 — fix the line it names\n\n"
+               "Traceback-like detail that is not the message")
+    log = EventLog()
+    log.start()
+    log.add("error", message=message, traceback="")
+    log.add("run_end", status="failed", reason=message.splitlines()[0][:20], step=0)
+    view = fold(log)
+    text = banner(view)
+    assert text.count("TOML syntax error at line 3") == 1 and "Traceback-like" not in text
+    assert "invalid config /runs/x/config.toml: config: TOML syntax error" in text
+    assert "press n to edit its config as a new run" in text and "press r" not in text
+    assert "press r to resume from the checkpoint at step 1,200" in banner(view, resume_from=1200)
+
+
+def test_an_environment_fix_says_the_console_must_be_restarted():
+    log = EventLog()
+    log.start()
+    log.add("error", message="No tokenizer offline. Set TIKTOKEN_CACHE_DIR to a directory holding it.",
+            traceback="")
+    log.add("run_end", status="failed", reason="No tokenizer offline.", step=0)
+    text = banner(fold(log))
+    assert "Runs get TIKTOKEN_CACHE_DIR from the console that launches them: quit it" in text
+    assert environment_hint("CUDA out of memory") == ""
+
+
+def test_hellaswag_skipped_is_kept_with_its_reason_until_a_new_segment():
+    log = EventLog()
+    log.start()
+    log.add("log", level="warning", message="HellaSwag skipped for this run: no file at data/hs.jsonl")
+    view = fold(log)
+    assert view.hellaswag_skipped == "no file at data/hs.jsonl"
+    message = hellaswag_skipped_message(view.hellaswag_skipped)
+    assert "no file at data/hs.jsonl" in message and "eval.hellaswag_path" in message
+    view.apply_many([log.start(start_step=5, resumed=4)])
+    assert view.hellaswag_skipped == ""
+
+
+def test_an_empty_samples_panel_says_when_samples_come_and_how_to_ask():
+    text = sample_renderable(None, 250).plain
+    assert "every 250 steps (sample.every)" in text and "press p" in text
+
+
+def test_a_stop_by_signal_reads_as_a_stop_request_in_the_events_pane():
+    log = EventLog()
+    log.start()
+    log.add("run_end", status="stopped", reason="signal SIGTERM", step=3)
+    line = fold(log).logs[-1].message
+    assert line.startswith("run stopped: stop requested") and "SIGTERM" in line

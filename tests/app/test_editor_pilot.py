@@ -171,7 +171,7 @@ def test_leaving_or_quitting_with_unsaved_changes_asks_first(tmp_path):
             assert screen.doc.value("model.n_layer") == (3, True) and dialog is not None
             await pilot.press("ctrl+q")
             await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="the quit question")
-            await pilot.press("enter")                 # discard and quit
+            await pilot.press("y")                     # discard and quit (Enter would press Cancel)
             await wait_for(pilot, lambda: not app.is_running, what="the app to exit")
         assert path.read_text() == original
 

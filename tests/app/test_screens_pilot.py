@@ -44,6 +44,11 @@ def finished_run(store: RunStore, name: str, *, steps: int = 40, failed: bool = 
     return r
 
 
+def offered(screen) -> set[str]:
+    """Keys the footer offers on ``screen`` (bindings shown and allowed by its check_action)."""
+    return {ab.binding.key for ab in screen.active_bindings.values() if ab.binding.show and ab.enabled}
+
+
 async def runs_screen(pilot) -> RunsScreen:
     app = pilot.app
     screen = await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen, what="runs")
@@ -67,7 +72,7 @@ def test_dashboard_replays_a_run_and_its_keys_work(tmp_path):
             assert len(view.series["train_loss"]) == 40 and len(view.hellaswag_points) == 2
             banner = dash.query_one(ErrorBanner)
             await wait_for(pilot, lambda: banner.display, what="the error banner")
-            assert "CUDA out of memory" in text_of(banner) and "resume" in text_of(banner)
+            assert "CUDA out of memory" in text_of(banner) and "no checkpoint" in text_of(banner)
             header = text_of(dash.query_one("#run-header"))
             assert r.id in header and "FAILED" in header and "step 40/40" in header
             assert "HellaSwag 0.3750" in dash.query_one("#chart-hellaswag", MetricChart).spec.title
@@ -80,7 +85,7 @@ def test_dashboard_replays_a_run_and_its_keys_work(tmp_path):
 
             # Samples: newest first, scrub back in time, follow again.
             body = dash.query_one("#samples-body")
-            assert "step 30" in text_of(body) and "live" in text_of(body)
+            assert "step 30" in text_of(body) and "following the newest" in text_of(body)
             await pilot.press("left_square_bracket", "left_square_bracket")
             assert "step 10" in text_of(body) and "round 2/4" in text_of(body)
             await pilot.press("left_curly_bracket")
@@ -92,15 +97,21 @@ def test_dashboard_replays_a_run_and_its_keys_work(tmp_path):
             await wait_for(pilot, lambda: dash.query_one("#output").shown_total == 2, what="trainer output")
             assert dash.query_one("#events").shown_total == view.logs_total > 0
 
-            # Control keys on a run that is not running say so instead of failing.
-            await pilot.press("k")
-            await pilot.pause(0.1)
-            assert any("not running" in n for n in notes(app))
-            await pilot.press("r")                        # no checkpoint: a clear message, no traceback
-            await wait_for(pilot, lambda: any("no complete checkpoint" in n for n in notes(app)),
-                           what="the resume refusal")
-            await pilot.press("escape")
-            await runs_screen(pilot)
+            # A failed run without a checkpoint: no control keys, no r (nothing to resume); n edits its config
+            # as a new run instead, and the banner says so.
+            await wait_for(pilot, lambda: dash.feed.status is not None, what="the process status")
+            await pilot.pause(0.3)
+            keys = offered(dash)
+            assert {"s", "k", "p", "e", "r"}.isdisjoint(keys) and {"escape", "n"} <= keys, keys
+            assert "press n to edit its config as a new run" in text_of(banner)
+            assert "press r" not in text_of(banner)
+            await pilot.press("k", "r")
+            await pilot.pause(0.2)
+            assert not notes(app) or not any("resum" in n.lower() for n in notes(app))
+            await pilot.press("n")
+            editor = await wait_for(pilot, lambda: type(app.screen).__name__ == "EditorScreen" and app.screen,
+                                    what="the run's config in the editor")
+            assert "n_layer = 2" in editor.doc.text
 
     run(scenario)
 
@@ -138,7 +149,7 @@ def test_runs_table_delete_with_confirmation_and_never_a_running_run(tmp_path):
             assert done.dir.exists()
             await pilot.press("d")
             await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the confirmation")
-            await pilot.press("enter")
+            await pilot.press("y")                       # Enter would press Cancel: never one Enter away
             await wait_for(pilot, lambda: not done.dir.exists(), what="the deletion")
             await wait_for(pilot, lambda: list(screen.rows) == [live.id], what="the table to drop the row")
 

@@ -7,9 +7,7 @@ import os
 
 from tui_trainer.channel.follower import EventFollower
 
-
-def line(seq: int, kind: str = "step", **payload) -> bytes:
-    return (json.dumps({"v": 1, "seq": seq, "t": 1000.0 + seq, "type": kind, **payload}) + "\n").encode()
+from event_samples import line
 
 
 def append(path, data: bytes) -> None:

@@ -11,11 +11,14 @@ from tui_trainer.runs import RunStore, derive_status, procs
 from tui_trainer.runs.files import write_json
 from tui_trainer.runs.status import conclude
 
+from event_samples import event
+
 
 def events(run, *items) -> None:
+    """Schema-valid events (readers drop invalid ones): each type's sample payload, overridden by ``payload``."""
     with open(run.events_file, "a") as f:
         for i, (kind, payload) in enumerate(items):
-            f.write(json.dumps({"v": 1, "seq": i, "t": 1.0 + i, "type": kind, **payload}) + "\n")
+            f.write(json.dumps({**event(i, kind, **payload), "t": 1.0 + i}) + "\n")
 
 
 def test_pid_reuse_cannot_fool_status(tmp_path):
@@ -87,8 +90,8 @@ def test_conclude_reasons():
         write_json(d / "stop.json", {"launch": 1})
         assert conclude(d, launch, -9, source="t").state == "stopped"
         with open(d / "events.jsonl", "w") as f:
-            f.write(json.dumps({"type": "error", "message": "CUDA out of memory\nmore", "t": 1}) + "\n")
-            f.write(json.dumps({"type": "run_end", "status": "failed", "reason": "exception", "step": 7}) + "\n")
+            f.write(json.dumps(event(0, "error", message="CUDA out of memory\nmore")) + "\n")
+            f.write(json.dumps(event(1, "run_end", status="failed", reason="exception", step=7)) + "\n")
         failed = conclude(d, launch, 1, source="t")
         assert failed.state == "failed" and "CUDA out of memory" in failed.reason and failed.step == 7
 

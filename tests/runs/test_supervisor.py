@@ -32,7 +32,9 @@ def test_sigkilled_torchrun_leaves_no_orphan_ranks(tmp_path, monkeypatch):
     run, launch = launch_stubborn(tmp_path, monkeypatch)
     assert procs.is_alive(launch["supervisor"]) and procs.is_alive(launch["torchrun"])
     pids = sorted(w["pid"] for w in launch["workers"])
-    assert pids == sorted(int((run.dir / f"rank{r}.pid").read_text()) for r in (0, 1))
+    # The supervisor may see the ranks before their Python has started and written its pid file.
+    wait_for(lambda: all(_pid_file(run.dir, r) for r in (0, 1)), 60, "both ranks' pid files")
+    assert pids == sorted(_pid_file(run.dir, r) for r in (0, 1))
     assert run.status().state == "running"
 
     os.kill(launch["torchrun"]["pid"], signal.SIGKILL)
@@ -43,6 +45,13 @@ def test_sigkilled_torchrun_leaves_no_orphan_ranks(tmp_path, monkeypatch):
     assert status.state == "lost" and status.source == "supervisor" and status.exit_code == -9
     assert "SIGKILL" in status.reason
     assert "killed orphaned rank process" in "\n".join(run.log_tail(20))
+
+
+def _pid_file(run_dir, rank: int) -> int | None:
+    try:
+        return int((run_dir / f"rank{rank}.pid").read_text())
+    except (OSError, ValueError):  # not there yet, or written half-way
+        return None
 
 
 def launch_stubborn(tmp_path, monkeypatch):

@@ -112,3 +112,29 @@ def test_mismatched_targets_are_rejected():
     hidden, weight, targets = make_case(shape=(2, 9))
     with pytest.raises(ValueError, match="disagree"):
         fused_linear_cross_entropy(hidden, weight, targets[:, :-1])
+
+
+def _largest_allocation_bytes(fn) -> int:
+    """The largest single CPU allocation made while ``fn`` runs, as torch's profiler records it."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max((e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0), default=0)
+
+
+def test_evaluation_allocates_no_logit_gradient_buffer():
+    # Evaluation runs under torch.no_grad with parameters that still require grad (the model's own weights):
+    # the (N, V) logit-gradient buffer must not be made then, only the per-chunk logits.
+    hidden, weight, targets = make_case(shape=(4, 256), width=32, vocab=4096)
+    n_rows, vocab, chunk_rows = 4 * 256, 4096, 64
+    full_buffer = n_rows * vocab * 4
+
+    def evaluate():
+        with torch.no_grad():
+            fused_linear_cross_entropy(hidden, weight, targets, chunk_rows=chunk_rows)
+
+    def train():
+        fused_linear_cross_entropy(hidden, weight, targets, chunk_rows=chunk_rows).backward()
+
+    assert _largest_allocation_bytes(train) >= full_buffer  # the probe sees the buffer when it is made
+    assert _largest_allocation_bytes(evaluate) <= chunk_rows * vocab * 4

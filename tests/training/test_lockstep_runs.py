@@ -1,11 +1,16 @@
 """The twins for real: the modular trainer and onefile_train.py as subprocesses (and 2-rank torchrun, gloo) on a
-2-layer × 32-wide GPT, CPU. Same config and seed ⇒ the same event stream, field for field: per-step losses,
-learning rates and gradient norms, validation losses, HellaSwag counts, sample texts, checkpoints. Only
-wall-clock fields (t, dt, tok_per_s, mfu), the trainer's name and checkpoint paths differ.
+2-layer × 32-wide GPT, CPU, for 20 steps. Same config and seed ⇒ the same numbers and files: per-step losses,
+learning rates and gradient norms, validation losses, HellaSwag counts, sample texts, checkpoint contents (each
+trainer resumes the other's), event lines field for field.
+
+Not compared (lockstep is the same numbers, not the same plumbing): wall-clock fields (t, dt, tok_per_s), MFU and
+the peak FLOP/s behind it (the twin reports none), the trainer's name, checkpoint paths, and the time-driven or
+lib-only events (heartbeat, log, system metrics, loss-spike alerts) — and so `seq`, whose contiguity
+check_events verifies on each log by itself.
 
 Equality is exact (bitwise) in float32 and also in bfloat16 autocast: the two trainers run the same torch
-operations in the same order, so there is no rounding difference to tolerate. If a future change makes the bf16
-paths differ on purpose, BF16_TOLERANCE documents how far they may drift.
+operations in the same order. If a future change makes the bf16 paths differ on purpose, BF16_TOLERANCE states
+how far they may drift.
 """
 
 from __future__ import annotations
@@ -30,8 +35,12 @@ from .harness import REPO, check_events, of_type, read_events, trainer_env, wait
 pytestmark = pytest.mark.slow
 
 MODULES = {"train": "tui_trainer.training.train", "onefile": "tui_trainer.training.onefile_train"}
-# 8 steps; val, HellaSwag, samples and a checkpoint every 4 (and at the end).
-RUN = ("schedule.max_steps=8", "eval.every=4", "eval.hellaswag_every=4", "sample.every=4", "checkpoint.every=4")
+# 20 steps; val, HellaSwag, samples and a checkpoint every 10 (and at the end).
+STEPS = 20
+RUN = (f"schedule.max_steps={STEPS}", "eval.every=10", "eval.hellaswag_every=10", "sample.every=10",
+       "checkpoint.every=10")
+UNCOMPARED_TYPES = ("heartbeat", "log", "system", "alert")
+UNCOMPARED_FIELDS = ("t", "seq", "dt", "tok_per_s", "mfu", "peak_flops", "trainer")
 BF16_TOLERANCE = 0.0  # relative; exact today (see the module docstring)
 
 # A tiny HellaSwag in the official format (ctx, four endings, label), enough for counts to be compared.
@@ -93,10 +102,12 @@ def run(trainer: str, workdir: Path, name: str, overrides=RUN, **kw) -> Path:
 
 
 def comparable(events: list[dict]) -> list[dict]:
-    """The events without what may differ between two identical runs: wall-clock, trainer name, run paths."""
+    """The events without what may differ between the twins (see the module docstring)."""
     out = []
     for e in events:
-        e = {k: v for k, v in e.items() if k not in ("t", "dt", "tok_per_s", "mfu", "trainer")}
+        if e["type"] in UNCOMPARED_TYPES:
+            continue
+        e = {k: v for k, v in e.items() if k not in UNCOMPARED_FIELDS}
         if e["type"] == "checkpoint":
             e["path"] = Path(e["path"]).name
         if e["type"] == "run_start":
@@ -109,8 +120,10 @@ def state(run_dir: Path, step: int) -> dict:
     return torch.load(run_dir / "checkpoints" / f"step-{step:08d}" / "checkpoint.pt", weights_only=True)
 
 
-def assert_same_tensors(a, b) -> None:
-    """Nested dicts/lists of tensors and plain values, equal bit for bit."""
+def assert_same_tensors(a, b, ignore=()) -> None:
+    """Nested dicts/lists of tensors and plain values, equal bit for bit (top-level keys in ``ignore`` skipped)."""
+    if ignore:
+        a, b = ({k: v for k, v in x.items() if k not in ignore} for x in (a, b))
     if isinstance(a, torch.Tensor):
         assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
     elif isinstance(a, dict):
@@ -127,7 +140,7 @@ def assert_same_tensors(a, b) -> None:
 
 @pytest.fixture(scope="module")
 def reference(workdir) -> dict[str, Path]:
-    """The same 8-step fp32 run by each trainer."""
+    """The same 20-step fp32 run by each trainer."""
     return {trainer: run(trainer, workdir, f"ref-{trainer}") for trainer in MODULES}
 
 
@@ -137,14 +150,15 @@ def test_single_process_fp32_runs_are_identical(reference):
         check_events(events)
     assert comparable(ours) == comparable(lib)
     assert of_type(ours, "run_start")[0]["trainer"] == "onefile" and of_type(lib, "run_start")[0]["trainer"] == "train"
-    # What the comparison covered: 8 steps that learn, val and HellaSwag at 0/4/8, samples, two checkpoints.
-    assert [e["step"] for e in of_type(ours, "step")] == list(range(8))
-    assert [(e["step"], e["total"]) for e in of_type(ours, "hellaswag")] == [(0, 7), (4, 7), (8, 7)]
+    # What the comparison covered: 20 steps that learn, val and HellaSwag at 0/10/20, samples, two checkpoints.
+    steps = of_type(ours, "step")
+    assert [e["step"] for e in steps] == list(range(STEPS)) and steps[-1]["loss"] < steps[0]["loss"] - 1
+    assert [(e["step"], e["total"]) for e in of_type(ours, "hellaswag")] == [(0, 7), (10, 7), (20, 7)]
     assert len(of_type(ours, "sample")) == 3 and all(len(e["texts"]) == 2 for e in of_type(ours, "sample"))
-    assert [e["step"] for e in of_type(ours, "checkpoint")] == [4, 8]
+    assert [e["step"] for e in of_type(ours, "checkpoint")] == [10, 20]
     # The checkpoints hold the same weights, optimizer moments, data position and torch RNG state. (Python's and
     # numpy's global generators are saved too, but neither trainer seeds or uses them: they differ per process.)
-    for step in (4, 8):
+    for step in (10, 20):
         a, b = state(reference["train"], step), state(reference["onefile"], step)
         assert (a.pop("trainer"), b.pop("trainer")) == ("train", "onefile")
         for rng in a["rng"] + b["rng"]:
@@ -153,7 +167,8 @@ def test_single_process_fp32_runs_are_identical(reference):
 
 
 def test_bf16_runs_are_identical(workdir):
-    overrides = RUN[1:] + ("schedule.max_steps=4", "system.dtype=bfloat16")
+    overrides = RUN[1:] + ("schedule.max_steps=4", "eval.every=4", "eval.hellaswag_every=4", "sample.every=4",
+                           "checkpoint.every=4", "system.dtype=bfloat16")
     lib = read_events(run("train", workdir, "bf16-train", overrides))
     ours = read_events(run("onefile", workdir, "bf16-onefile", overrides))
     check_events(ours)
@@ -183,9 +198,9 @@ def test_two_rank_torchrun_runs_are_identical_and_the_launcher_runs_the_onefile(
     assert "tui_trainer.training.onefile_train" in launch["argv"]
     lib, ours = read_events(lib_dir), read_events(one_dir)
     check_events(ours)
-    assert of_type(ours, "run_start")[0]["world_size"] == 2 and of_type(ours, "run_start")[0]["peak_flops"] == 1e11
+    assert of_type(ours, "run_start")[0]["world_size"] == 2 and len(of_type(ours, "step")) == STEPS
     assert comparable(ours) == comparable(lib)
-    assert_same_tensors(state(lib_dir, 8)["model"], state(one_dir, 8)["model"])
+    assert_same_tensors(state(lib_dir, STEPS)["model"], state(one_dir, STEPS)["model"])
 
 
 def resumed_part(events: list[dict]) -> list[dict]:
@@ -202,20 +217,20 @@ def assert_continues_reference(resumed: list[dict], reference: list[dict], start
                 if e["type"] == "step" and e["step"] >= start or e["type"] in ("val", "hellaswag", "sample")
                 and (e["step"] > start or evals_at_start and e["step"] == start)]
     assert pick(resumed) == pick(reference)
-    assert [e["step"] for e in of_type(resumed, "step")] == list(range(start, 8))
+    assert [e["step"] for e in of_type(resumed, "step")] == list(range(start, STEPS))
 
 
 def test_a_modular_checkpoint_resumes_in_the_onefile(workdir, reference):
     run_dir = workdir / "lib-then-onefile"
     shutil.copytree(reference["train"], run_dir)
-    shutil.rmtree(run_dir / "checkpoints" / "step-00000008")
+    shutil.rmtree(run_dir / "checkpoints" / f"step-{STEPS:08d}")
     run("onefile", workdir, run_dir.name, resume=True)
     events = read_events(run_dir)
     check_events(events)  # one log: seq continues across the two trainers
     resumed = resumed_part(events)
-    assert resumed[0]["trainer"] == "onefile" and resumed[0]["resumed_from_step"] == 4
-    assert_continues_reference(resumed, read_events(reference["train"]), 4, evals_at_start=False)
-    assert_same_tensors(state(run_dir, 8)["model"], state(reference["train"], 8)["model"])
+    assert resumed[0]["trainer"] == "onefile" and resumed[0]["resumed_from_step"] == 10
+    assert_continues_reference(resumed, read_events(reference["train"]), 10, evals_at_start=False)
+    assert_same_tensors(state(run_dir, STEPS), state(reference["train"], STEPS), ignore=("trainer", "rng"))
 
 
 def test_a_sigtermed_onefile_run_resumes_in_the_modular_trainer(workdir, reference):
@@ -235,7 +250,7 @@ def test_a_sigtermed_onefile_run_resumes_in_the_modular_trainer(workdir, referen
     [stop] = [e for e in of_type(events, "checkpoint") if e["reason"] == "stop"]
     assert events[-1]["status"] == "stopped" and events[-1]["reason"] == "signal SIGTERM"
     stopped_at = stop["step"]
-    assert 1 <= stopped_at < 8
+    assert 1 <= stopped_at < STEPS
     run("train", workdir, run_dir.name, resume=True)
     events = read_events(run_dir)
     check_events(events)
@@ -243,4 +258,27 @@ def test_a_sigtermed_onefile_run_resumes_in_the_modular_trainer(workdir, referen
     assert resumed[0]["trainer"] == "train" and resumed[0]["resumed_from_step"] == stopped_at
     # A stop saves before that step's scheduled evaluations, so the resumed run does them: compare from there.
     assert_continues_reference(resumed, read_events(reference["onefile"]), stopped_at, evals_at_start=True)
-    assert_same_tensors(state(run_dir, 8)["model"], state(reference["onefile"], 8)["model"])
+    assert_same_tensors(state(run_dir, STEPS), state(reference["onefile"], STEPS), ignore=("trainer", "rng"))
+
+
+def test_the_launcher_prepares_the_shards_the_onefile_trainer_reads(workdir):
+    """The twin prepares no data: `gpt-console run` has the supervisor run the preparation first (its progress
+    in the run's log), and the twin then trains on those shards. Without shards the twin names the command."""
+    fresh = workdir / "fresh-shards"
+    config = workdir / "fresh.toml"
+    config.write_text((workdir / "tiny.toml").read_text().replace(str(workdir / "shards"), str(fresh)))
+    alone = subprocess.run([sys.executable, "-m", MODULES["onefile"], "--config", str(config), "--run-dir",
+                            str(workdir / "alone")], env=env(workdir), capture_output=True, text=True, timeout=120)
+    assert alone.returncode == 2 and f"gpt-console prepare {config}" in alone.stderr
+    assert not fresh.exists()
+    root = workdir / "prepared-runs"
+    result = subprocess.run([sys.executable, "-m", "tui_trainer.cli", "run", str(config), "--runs-root", str(root),
+                             "--set", "launch.trainer=onefile", "--set", "schedule.max_steps=2"],
+                            env=env(workdir), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [run_dir] = [p.parent for p in root.glob("*/events.jsonl")]
+    events = read_events(run_dir)
+    check_events(events)
+    assert (fresh / "manifest.json").is_file() and events[-1]["status"] == "finished"
+    assert [e["step"] for e in of_type(events, "step")] == [0, 1]
+    assert "preparing files" in (run_dir / "logs" / "trainer.log").read_text()

@@ -41,6 +41,7 @@ def test_offline_without_cache_raises_one_clear_message(tmp_path):
     assert str(tmp_path / "empty-cache") in message  # says where it looked
     assert "TIKTOKEN_CACHE_DIR" in message and "run once with network" in message  # and both fixes
     assert "vocab.bpe" in message and "encoder.json" in message  # and what is missing
+    assert "developers" not in message and "../shared" not in message  # nothing meant for this project's devs
 
 
 def test_prepare_reports_missing_tokenizer_without_traceback(tmp_path):

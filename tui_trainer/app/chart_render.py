@@ -1,26 +1,27 @@
-"""Draw a chart of Series as Rich Text: braille lines, axes with round ticks, legend, reference lines.
+"""Draw a chart of Series as Rich Text with plotext: one header line (title, legend, reference labels), then
+plotext's canvas with its axes.
 
-No Textual here, so it is benchmarked and tested alone. Every line is thinned to the canvas's dot columns by
-per-bucket min/max before it is rasterised (spikes survive, cost is O(points) in numpy, then O(columns)).
-EMA smoothing draws the raw line faint underneath; log-y hides non-positive values; the x axis is step, tokens
-or training wall time; resume points are marked with a dotted vertical line.
-
-This replaced plotext (through textual-plotext): a 1M-point frame took 30–90 ms there on this machine, nearly all
-of it in plotext's per-dot Python code; here the rasteriser is a handful of array operations
-(benchmarks/console_bench.py, docs/benchmarks.md).
+No Textual here, so the same frames serve the console's widgets, ``gpt-console plot`` and the benchmarks.
+plotext draws every point it is given in Python, so what reaches it is always small: each line is first
+thinned to per-bucket min/max over the canvas's columns (spikes survive; a frame costs about the same at 1k or
+1M points). NaN/inf are gaps (plotext skips NaN and does not join across it), log-y is computed here on the
+thinned values (non-positive values become gaps), and the axes get round ticks from ``ticks.py``. A frame is
+always exactly ``width`` × ``height`` cells, so a chart never paints outside its widget.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
+from plotext._figure import _figure_class as PlotextFigure
+from plotext._monitor import monitor_class as PlotextMonitor
 from rich.style import Style
 from rich.text import Text
 
-from tui_trainer.app.braille import DotCanvas
-from tui_trainer.app.series import Series, Thinned, positive_only, thin
+from tui_trainer.app.series import Series, Thinned, positive_only, thin, thin_mean
 from tui_trainer.app.ticks import format_log_ticks, format_ticks, linear_ticks, log_ticks
 
 RGB = tuple[int, int, int]
@@ -29,6 +30,13 @@ PALETTE: tuple[RGB, ...] = (
     (80, 160, 255), (255, 140, 60), (90, 210, 120), (230, 90, 200),
     (240, 220, 80), (120, 220, 230), (255, 95, 95), (170, 140, 255),
 )
+ALERT_COLOR: RGB = (255, 80, 80)
+# Every character a chart draws is one cell wide in every terminal: ASCII, Latin-1, box drawing, braille
+# and this marker (East Asian width "N"). "●" and "━" are "ambiguous": terminals and fonts that draw them
+# two cells wide push the rest of the line into the next panel.
+POINT_MARKER = "◉"
+ALERT_MARKER = "!"
+MIN_PLOT_WIDTH, MIN_PLOT_HEIGHT = 16, 5  # below this a chart shows its last values as text instead
 
 
 @dataclass
@@ -36,7 +44,9 @@ class Line:
     label: str
     series: Series
     color: RGB
-    sparse: bool = False  # few points (val loss, HellaSwag): a dot at each point, never smoothed
+    sparse: bool = False  # few points (val loss, HellaSwag): drawn as points, never smoothed
+    smooth: bool = True   # False for schedule-like series (learning rate): the EMA would distort them
+    band: tuple[Series, Series] | None = None  # (lower, upper) per point: an interval bar under each point
 
 
 @dataclass
@@ -46,6 +56,7 @@ class ChartSpec:
     hlines: list[tuple[float, str, RGB]] = field(default_factory=list)  # reference lines (value, label, color)
     resume_steps: list[int] = field(default_factory=list)
     ylim: tuple[float, float] | None = None  # at least this range is shown (data outside widens it)
+    alerts: list[tuple[float, str]] = field(default_factory=list)  # (step, what): a mark atop the plot
 
 
 @dataclass(frozen=True)
@@ -61,9 +72,6 @@ class Colors:
     foreground: RGB = (220, 220, 220)
 
 
-MAX_MARKERS = 64  # sparse series get a ● per point up to this many points
-
-
 def blend(color: RGB, background: RGB, amount: float) -> RGB:
     """``amount`` of ``color`` over ``background`` (how the raw line goes faint under its EMA)."""
     return tuple(int(round(c * amount + b * (1 - amount))) for c, b in zip(color, background))  # type: ignore
@@ -73,8 +81,12 @@ def has_data(spec: ChartSpec) -> bool:
     return any(len(line.series) for line in spec.lines)
 
 
-def _x_scale(axis: str, x_max: float) -> tuple[float, str]:
-    """Divide big x values into readable units."""
+def smoothed(line: Line, options: ChartOptions) -> bool:
+    return options.ema and line.smooth and not line.sparse and len(line.series) > 2
+
+
+def x_scale(axis: str, x_max: float) -> tuple[float, str]:
+    """Divide big x values into readable units: (divisor, axis name)."""
     if axis == "tokens":
         for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
             if x_max >= 10 * div:
@@ -89,37 +101,65 @@ def _x_scale(axis: str, x_max: float) -> tuple[float, str]:
     return 1.0, "step"
 
 
+# --------------------------------------------------------------------------------------------- layers
 @dataclass
 class _Layer:
-    segments: list[tuple[np.ndarray, np.ndarray]]  # finite runs of (x, y), y already log10 for log-y
+    x: np.ndarray  # NaN in y marks a gap; y is log10 already on a log axis
+    y: np.ndarray
     color: RGB
-    label: str | None
-    markers: bool
+    kind: str      # "line", "points" or "bars" (x, y hold the bars' end points, NaN between bars)
+    faint: bool = False  # drawn first, under everything (a raw line under its EMA)
 
 
 def _layers(spec: ChartSpec, options: ChartOptions, colors: Colors, buckets: int) -> list[_Layer]:
-    layers = []
+    layers: list[_Layer] = []
     for line in spec.lines:
         series = line.series
         if not len(series):
             continue
         x = series.x(options.x_axis)
-        if options.ema and not line.sparse and len(series) > 2:
-            # The raw line stays visible but faint, so smoothing never hides a spike.
-            wanted = [(series.values(), blend(line.color, colors.background, 0.35), None, series.nonfinite == 0),
-                      (series.ema(), line.color, f"{line.label} (EMA)", True)]  # EMA is NaN, never inf
-        else:
-            wanted = [(series.values(), line.color, line.label, series.nonfinite == 0)]
-        finite_x = options.x_axis == "step"
-        if not finite_x and not np.isfinite(x).all():  # once per line, not once per layer
-            keep = np.isfinite(x)
+        keep = None if options.x_axis == "step" or np.isfinite(x).all() else np.isfinite(x)
+        if keep is not None:  # points without this coordinate (no token count yet) cannot be placed
             x = x[keep]
-            wanted = [(values[keep], color, label, clean) for values, color, label, clean in wanted]
-        for values, color, label, clean in wanted:
-            thinned = _thin_for_axis(x, values, buckets, clean, options.log_y)
-            layers.append(_Layer(thinned.segment_arrays(), color, label,
-                                 line.sparse and len(series) <= MAX_MARKERS))
+
+        def column(values: np.ndarray) -> np.ndarray:
+            return values if keep is None else values[keep]
+
+        clean = series.nonfinite == 0
+        if line.sparse:
+            if line.band is not None and len(line.band[0]) == len(series) == len(line.band[1]):
+                layers.append(_bars(x, column(line.band[0].values()), column(line.band[1].values()),
+                                    blend(line.color, colors.background, 0.6), options.log_y))
+            pts = _thin_for_axis(x, column(series.values()), buckets, clean, options.log_y)
+            layers.append(_Layer(pts.x, pts.y, line.color, "points"))
+        elif smoothed(line, options):
+            # The raw line stays visible but faint, so smoothing never hides a spike: drawn as its envelope
+            # (bucket minima, bucket maxima), the band of noise is outlined instead of filled, a tenth of the
+            # dots for plotext to place.
+            raw = _thin_for_axis(x, column(series.values()), buckets, clean, options.log_y)
+            ema = _trend_for_axis(x, column(series.ema()), buckets, clean, options.log_y)
+            faint = blend(line.color, colors.background, 0.35)
+            layers.extend(_Layer(xs, ys, faint, "line", faint=True) for xs, ys in _envelopes(raw))
+            layers.append(_Layer(ema.x, ema.y, line.color, "line"))
+        else:
+            raw = _thin_for_axis(x, column(series.values()), buckets, clean, options.log_y)
+            layers.append(_Layer(raw.x, raw.y, line.color, "line"))
     return layers
+
+
+def _bars(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: RGB, log_y: bool) -> _Layer:
+    if log_y:
+        lo, hi = _log10(positive_only(lo)), _log10(positive_only(hi))
+    xs = np.repeat(x, 3)
+    ys = np.empty(3 * len(x))
+    ys[0::3], ys[1::3], ys[2::3] = lo, hi, np.nan
+    xs[2::3] = np.nan
+    return _Layer(xs, ys, color, "bars")
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.log10(values)
 
 
 def _thin_for_axis(x: np.ndarray, y: np.ndarray, buckets: int, clean: bool, log_y: bool) -> Thinned:
@@ -128,142 +168,287 @@ def _thin_for_axis(x: np.ndarray, y: np.ndarray, buckets: int, clean: bool, log_
     min/max commute with log10 for positive values; a bucket reaching zero or below (rare: a learning rate
     that starts at 0) makes the whole series take the exact path, with non-positive values as gaps."""
     thinned = thin(x, y, buckets, finite_x=True, no_inf=clean)
-    if not log_y:
+    if log_y:
+        if np.nanmin(thinned.y, initial=np.inf) <= 0:
+            thinned = thin(x, positive_only(y), buckets, finite_x=True, no_inf=clean)
+        thinned = Thinned(thinned.x, _log10(thinned.y))
+    return _zigzag(thinned)
+
+
+def _trend_for_axis(x: np.ndarray, y: np.ndarray, buckets: int, clean: bool, log_y: bool) -> Thinned:
+    """A smoothed line, one point per bucket (its mean): a trend is drawn as a line, not as a band.
+
+    The EMA is NaN exactly where the raw value was not finite, so a ``clean`` series has a NaN-free EMA."""
+    trend = thin_mean(x, y, buckets, no_nan=clean)
+    return Thinned(trend.x, _log10(positive_only(trend.y))) if log_y else trend
+
+
+def _is_pairs(thinned: Thinned) -> bool:
+    """Whether ``thin`` reduced this series to (min, max) pairs (a short series comes back as it was)."""
+    x = thinned.x
+    return len(x) % 2 == 0 and len(x) > 0 and np.array_equal(x[0::2], x[1::2])
+
+
+def _envelopes(thinned: Thinned) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The lower and upper envelope of min/max pairs (a series short enough not to be thinned: itself)."""
+    if not _is_pairs(thinned):
+        return [(thinned.x, thinned.y)]
+    y = thinned.y.reshape(-1, 2)
+    x = thinned.x[0::2]
+    return [(x, np.fmin(y[:, 0], y[:, 1])), (x, np.fmax(y[:, 0], y[:, 1]))]
+
+
+def _zigzag(thinned: Thinned) -> Thinned:
+    """Every other bucket's (min, max) pair reversed, so the line runs max→max and min→min between buckets.
+
+    The drawn envelope is the same, but plotext draws each connector dot by dot in Python: joining min to the
+    next max would trace the whole noise band twice per column."""
+    if not _is_pairs(thinned):
         return thinned
-    if np.nanmin(thinned.y, initial=np.inf) <= 0:
-        thinned = thin(x, positive_only(y), buckets, finite_x=True, no_inf=clean)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return Thinned(thinned.x, np.log10(thinned.y))
+    y = thinned.y.copy()
+    y[2::4], y[3::4] = thinned.y[3::4], thinned.y[2::4]
+    return Thinned(thinned.x, y)
 
 
+# --------------------------------------------------------------------------------------------- frame
 def render_chart(spec: ChartSpec, options: ChartOptions, width: int, height: int,
                  colors: Colors = Colors()) -> Text:
-    """The chart as ``height`` lines of ``width`` cells."""
-    width, height = max(24, width), max(6, height)
-    layers = _layers(spec, options, colors, buckets=2 * width)
+    """The chart as exactly ``height`` lines of exactly ``width`` cells (never more, whatever the data)."""
+    width, height = max(1, int(width)), max(1, int(height))
+    header = _header(spec, options, colors)
+    if width < MIN_PLOT_WIDTH or height < MIN_PLOT_HEIGHT:
+        body = [_last_values(spec)]
+    else:
+        try:
+            body = _plot(spec, options, colors, width, height - 1)
+        except (OverflowError, ValueError):
+            # Values too far apart for plotext's integer canvas (e.g. 1e308 beside 10): the last values as
+            # text beat a console that dies on one absurd number.
+            body = [Text("values out of drawable range", style="italic"), _last_values(spec)]
+    return _fit([header, *body], width, height)
 
-    # ------------------------------------------------------------------------------------------- ranges
-    xs = [seg[0] for layer in layers for seg in layer.segments]
-    ys = [seg[1] for layer in layers for seg in layer.segments]
-    x0 = min((float(a[0]) for a in xs), default=0.0)
-    x1 = max((float(a[-1]) for a in xs), default=1.0)
+
+def _header(spec: ChartSpec, options: ChartOptions, colors: Colors) -> Text:
+    """Title, then a legend entry per line and per reference line: labels live here, off the data."""
+    title = spec.title + (" · log" if options.log_y else "")
+    if any(smoothed(line, options) for line in spec.lines):
+        title += " · EMA"
+    nonfinite = sum(line.series.nonfinite for line in spec.lines)
+    if nonfinite:
+        title += f" · {nonfinite} NaN/inf"
+    if spec.alerts:
+        title += f" · {len(spec.alerts)} alert{'s' if len(spec.alerts) > 1 else ''}"
+    text = Text(no_wrap=True, end="")
+    text.append(title, style="bold")
+    for line in spec.lines:
+        if not len(line.series):
+            continue
+        mark = POINT_MARKER if line.sparse else "─"
+        label = line.label + (" (EMA)" if smoothed(line, options) else "")
+        text.append("  ")
+        text.append(f"{mark} {label}", style=Style(color=_rgb(line.color)))
+    for value, label, color in spec.hlines:
+        if label:
+            text.append("  ")
+            text.append(f"╌ {label} {value:g}", style=Style(color=_rgb(color)))
+    if spec.alerts:
+        text.append("  ")
+        text.append(f"{ALERT_MARKER} alert", style=Style(color=_rgb(ALERT_COLOR), bold=True))
+    return text
+
+
+def _last_values(spec: ChartSpec) -> Text:
+    """What a chart too small to plot still says: each line's newest value."""
+    text = Text(no_wrap=True, end="")
+    for line in spec.lines:
+        last = line.series.last()
+        if last is not None:
+            text.append(f"{line.label} {last:.4g} ", style=Style(color=_rgb(line.color)))
+    return text
+
+
+@dataclass
+class _Axes:
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    x_ticks: list[float]   # in data units (steps, tokens, seconds)
+    x_labels: list[str]
+    x_name: str
+    y_ticks: list[float]
+    y_labels: list[str]
+    canvas_w: int          # columns right of the y labels and the axis
+
+
+def _axes(spec: ChartSpec, options: ChartOptions, layers: list[_Layer], width: int, height: int) -> _Axes:
+    """Ranges that hold every layer and reference line, and round ticks that fit the frame."""
+    finite_x = [layer.x[np.isfinite(layer.x)] for layer in layers]
+    x0 = min((float(x.min()) for x in finite_x if len(x)), default=0.0)
+    x1 = max((float(x.max()) for x in finite_x if len(x)), default=1.0)
     if x1 <= x0:
         x0, x1 = x0 - 0.5, x1 + 0.5
-    div, x_label = _x_scale(options.x_axis, x1)
-
-    def to_y(v: float) -> float:
-        return math.log10(v) if options.log_y else v
-
-    refs = [(to_y(v), label, color) for v, label, color in spec.hlines if not options.log_y or v > 0]
-    y_values = [float(a.min()) for a in ys] + [float(a.max()) for a in ys] + [r[0] for r in refs]
+    div, x_name = x_scale(options.x_axis, x1)
+    y_values = [float(v) for layer in layers
+                for v in (np.nanmin(layer.y, initial=np.inf), np.nanmax(layer.y, initial=-np.inf))
+                if math.isfinite(v)]
+    y_values += [v for v, _ in _references(spec, options)]
     if spec.ylim is not None and not options.log_y:
         y_values += list(spec.ylim)
     y0, y1 = (min(y_values), max(y_values)) if y_values else (0.0, 1.0)
     pad = (y1 - y0) * 0.05 or (abs(y0) * 0.05 or 0.5)
     y0, y1 = y0 - pad, y1 + pad
 
-    plot_h = height - 3  # title above; axis line and tick labels below
-    y_ticks = (log_ticks if options.log_y else linear_ticks)(y0, y1, max(2, plot_h // 2))
+    plot_rows = height - 2  # the x axis line and its labels
+    y_ticks = (log_ticks if options.log_y else linear_ticks)(y0, y1, max(2, plot_rows // 3))
     y_labels = format_log_ticks([10 ** t for t in y_ticks]) if options.log_y else format_ticks(y_ticks)
     label_w = max((len(s) for s in y_labels), default=1)
-    plot_w = max(4, width - label_w - 1)
-    canvas = DotCanvas(plot_w, plot_h)
+    canvas_w = width - label_w - 1
+    x_ticks = linear_ticks(x0 / div, x1 / div, max(2, canvas_w // 14))
+    whole_steps = options.x_axis == "step" and max((abs(t) for t in x_ticks), default=0) < 1e4
+    x_labels = [f"{t:.0f}" if float(t).is_integer() else f"{t:g}" for t in x_ticks] if whole_steps else \
+        format_ticks(x_ticks)  # 250k rather than 250000: more ticks fit
+    # The axis name takes the right end of the labels' line: ticks whose label would reach it are left out.
+    name_from = width - len(x_name) - 2
+    kept = [(t * div, label) for t, label in zip(x_ticks, x_labels)
+            if label_w + 1 + (t * div - x0) / (x1 - x0) * (canvas_w - 1) + (len(label) + 1) // 2 < name_from]
+    return _Axes(x0, x1, y0, y1, [t for t, _ in kept], [label for _, label in kept], x_name,
+                 y_ticks, y_labels, canvas_w)
 
-    def col(x: np.ndarray | float):
-        return (np.asarray(x, dtype=np.float64) - x0) / (x1 - x0) * (canvas.dots_x - 1)
 
-    def row(y: np.ndarray | float):
-        return (y1 - np.asarray(y, dtype=np.float64)) / (y1 - y0) * (canvas.dots_y - 1)
+def _references(spec: ChartSpec, options: ChartOptions) -> list[tuple[float, RGB]]:
+    """Reference lines in axis units (log10 on a log axis, where a non-positive one cannot be drawn)."""
+    return [(math.log10(v) if options.log_y else v, color) for v, _, color in spec.hlines
+            if not options.log_y or v > 0]
 
-    # ------------------------------------------------------------------------------------------ drawing
-    faint = blend(colors.foreground, colors.background, 0.35)
-    if options.x_axis == "step":
-        for step in spec.resume_steps:
-            canvas.vline(float(col(step)), faint)
-    for value, _, color in refs:
-        canvas.hline(float(row(value)), color, dashed=True)
-    for layer in layers:
-        for sx, sy in layer.segments:
-            canvas.polyline(col(sx), row(sy), layer.color)
-            if layer.markers:
-                for px, py in zip(col(sx).tolist(), row(sy).tolist()):
-                    canvas.mark(px, py, "●", layer.color)
-    for value, label, color in refs:  # name the reference lines at their right end
-        if label:
-            canvas.text(int(row(value)) // 4, plot_w - len(label) - 1, label, color)
-    legend_col = 1
-    for layer in layers:
-        if layer.label and legend_col + len(layer.label) + 3 <= plot_w:
-            canvas.text(0, legend_col, "━ " + layer.label, layer.color)
-            legend_col += len(layer.label) + 4
 
-    # ------------------------------------------------------------------------------------------ framing
-    axis_style = Style(color=_rgb(blend(colors.foreground, colors.background, 0.75)))
-    styles: dict[RGB, Style] = {}
-    text = Text(no_wrap=True, end="")
+def _plot(spec: ChartSpec, options: ChartOptions, colors: Colors, width: int, height: int) -> list[Text]:
+    # The canvas is about width - 8 columns (y labels and axis): one min/max pair per column.
+    layers = _layers(spec, options, colors, buckets=max(8, width - 8))
+    axes = _axes(spec, options, layers, width, height)
+    fig = _figure(width, height)
+    fig.theme("clear")  # the widget's own background and foreground show through
+    fig.ticks_color(_plotext_rgb(blend(colors.foreground, colors.background, 0.75)))
+    fig.xaxes(True, False)
+    fig.yaxes(True, False)
+    fig.xlim(axes.x0, axes.x1)
+    fig.ylim(axes.y0, axes.y1)
+    fig.xticks(axes.x_ticks, axes.x_labels)
+    fig.yticks(axes.y_ticks, axes.y_labels)
+    for x in _at_steps(spec, spec.resume_steps, options.x_axis):
+        if axes.x0 <= x <= axes.x1:
+            fig.vline(x, _plotext_rgb(blend(colors.foreground, colors.background, 0.35)))
+    for value, color in _references(spec, options):
+        if axes.y0 <= value <= axes.y1:
+            fig.hline(value, _plotext_rgb(color))
+    _draw_layers(fig, layers, axes.canvas_w)
+    alert_x = [x for x in _at_steps(spec, [step for step, _ in spec.alerts], options.x_axis)
+               if axes.x0 <= x <= axes.x1]
+    if alert_x:
+        fig.scatter(alert_x, [axes.y1] * len(alert_x), marker=ALERT_MARKER, color=_plotext_rgb(ALERT_COLOR))
+    lines = _figure_lines(fig)[:height]
+    if len(lines) == height:  # the axis name at the right end of the tick labels' line, kept free above
+        name = " " + axes.x_name
+        lines[-1].truncate(max(0, width - len(name)), overflow="crop", pad=True)
+        lines[-1].append(name, style=Style(color=_rgb(blend(colors.foreground, colors.background, 0.75))))
+    return lines
 
-    smoothed = options.ema and any(not line.sparse for line in spec.lines)
-    title = spec.title + (" · log" if options.log_y else "") + (" · EMA" if smoothed else "")
-    nonfinite = sum(line.series.nonfinite for line in spec.lines)
-    if nonfinite:
-        title += f" · {nonfinite} NaN/inf"
-    if len(title) > width:
-        title = title[: width - 1] + "…"
-    text.append(title.center(width)[:width], style="bold")
-    text.append("\n")
 
-    tick_rows = {}
-    for value, label in zip(y_ticks, y_labels):
-        r = int(np.rint(float(row(value)))) // 4
-        if 0 <= r < plot_h:
-            tick_rows.setdefault(r, label)
-    chars, cell_colors = canvas.cells()
-    for r in range(plot_h):
-        label = tick_rows.get(r)
-        text.append((label or "").rjust(label_w) + ("┤" if label is not None else "│"), style=axis_style)
-        _append_cells(text, chars[r], cell_colors[r], styles)
-        text.append("\n")
+def _at_steps(spec: ChartSpec, steps: list, axis: str) -> list[float]:
+    """Where steps (resumes, alerts) fall on the x axis: on tokens or wall time, the coordinate of the first
+    point at or after each step in the chart's first per-step line (none yet: left out)."""
+    if axis == "step" or not steps:
+        return [float(s) for s in steps]
+    dense = [line.series for line in spec.lines if not line.sparse and len(line.series)]
+    if not dense:
+        return []
+    at, xs = dense[0].x("step"), dense[0].x(axis)
+    idx = np.searchsorted(at, np.asarray(steps, dtype=np.float64), side="left")
+    return [float(xs[i]) for i in idx if i < len(xs) and math.isfinite(xs[i])]
 
-    x_ticks = linear_ticks(x0 / div, x1 / div, max(2, plot_w // 12))
-    x_labels = format_ticks(x_ticks) if options.x_axis != "step" or div != 1 else \
-        [f"{t:.0f}" if float(t).is_integer() else f"{t:g}" for t in x_ticks]
-    axis = ["─"] * plot_w
-    under = [" "] * (plot_w + label_w + 1)
-    room = len(under) - len(x_label) - 1  # the axis name always shows, at the right end
-    under[room + 1:] = list(x_label)
-    taken_until = -1
-    for value, label in zip(x_ticks, x_labels):
-        c = int(round(float(col(value * div)) / 2))
-        if 0 <= c < plot_w:
-            axis[c] = "┬"
-            start = max(0, label_w + 1 + c - len(label) // 2)
-            if start > taken_until and start + len(label) <= room:
-                under[start:start + len(label)] = list(label)
-                taken_until = start + len(label)
-    text.append(" " * label_w + "└" + "".join(axis), style=axis_style)
-    text.append("\n")
-    text.append("".join(under), style=axis_style)
-    return text
+
+def _draw_layers(fig: PlotextFigure, layers: list[_Layer], canvas_w: int) -> None:
+    """plotext gives a cell to the last layer drawn in it: faint lines first, then interval bars, dense
+    points, lines, and markers last: no point hides under a line and no line under a cloud of points."""
+    def marker(layer: _Layer) -> str:
+        # A marker per point while they stand apart; more would bury every line: braille dots then.
+        few = layer.kind == "points" and np.count_nonzero(np.isfinite(layer.y)) <= canvas_w // 3
+        return POINT_MARKER if few else "braille"
+
+    def rank(layer: _Layer) -> int:
+        if layer.faint:
+            return 0
+        if layer.kind == "points":
+            return 4 if marker(layer) == POINT_MARKER else 2
+        return 1 if layer.kind == "bars" else 3
+
+    for layer in sorted(layers, key=rank):
+        if not np.isfinite(layer.y).any():
+            continue
+        color = _plotext_rgb(layer.color)
+        if layer.kind == "points":
+            fig.scatter(layer.x.tolist(), layer.y.tolist(), marker=marker(layer), color=color)
+        else:
+            fig.plot(layer.x.tolist(), layer.y.tolist(), marker="braille", color=color)
+
+
+_figures = threading.local()
+
+
+def _figure(width: int, height: int) -> PlotextFigure:
+    """An empty plotext figure of ``width`` × ``height``, one per thread, reused from frame to frame.
+
+    A new figure deep-copies plotext's defaults (a tenth of a small chart's frame); a fresh monitor (what
+    holds the data and settings of one plot) empties the figure for the next frame."""
+    fig = getattr(_figures, "figure", None)
+    if fig is None:
+        fig = _figures.figure = PlotextFigure()
+        fig._limit_size(False, False)  # plotext would otherwise shrink a figure to the terminal it runs in
+    fig.monitor = PlotextMonitor()
+    fig.monitor.set_date(fig.date)
+    fig.plot_size(width, height)
+    return fig
+
+
+def _figure_lines(fig: PlotextFigure) -> list[Text]:
+    """plotext's character matrix as Rich Text, one span per run of one colour.
+
+    This is ``fig.build()`` without its last step: build() renders the matrix into an ANSI string, which Rich
+    would then parse back (together a third of a small chart's frame)."""
+    fig._set_sizes()
+    fig._build_matrix()
+    matrix = fig.monitor.matrix
+    styles: dict = {}
+    lines = []
+    for markers, colors in zip(matrix.marker[::-1], matrix.fullground[::-1]):
+        text = Text(no_wrap=True, end="")
+        start, n = 0, len(markers)
+        while start < n:
+            color = colors[start]
+            end = start + 1
+            while end < n and colors[end] == color:
+                end += 1
+            style = styles.get(color)
+            if style is None:
+                style = styles[color] = Style(color=_rgb(color)) if isinstance(color, tuple) else Style()
+            text.append("".join(markers[start:end]), style=style)
+            start = end
+        lines.append(text)
+    return lines
+
+
+def _fit(lines: list[Text], width: int, height: int) -> Text:
+    """Exactly ``height`` lines of exactly ``width`` cells: cut what is longer, pad what is shorter."""
+    lines = lines[:height] + [Text("") for _ in range(height - len(lines))]
+    for line in lines:
+        line.no_wrap, line.end = True, ""
+        line.truncate(width, overflow="crop", pad=True)
+    return Text("\n", no_wrap=True, end="").join(lines)
 
 
 def _rgb(color: RGB) -> str:
     return f"rgb({color[0]},{color[1]},{color[2]})"
 
 
-def _append_cells(text: Text, chars: list[str], colors: list, styles: dict) -> None:
-    """Append one row, one span per run of same-coloured cells."""
-    start = 0
-    n = len(chars)
-    while start < n:
-        color = colors[start]
-        end = start + 1
-        while end < n and colors[end] == color:
-            end += 1
-        if color is None:
-            text.append("".join(chars[start:end]))
-        else:
-            style = styles.get(color)
-            if style is None:
-                style = styles[color] = Style(color=_rgb(color))
-            text.append("".join(chars[start:end]), style=style)
-        start = end
+def _plotext_rgb(color: RGB) -> tuple[int, int, int]:
+    return int(color[0]), int(color[1]), int(color[2])

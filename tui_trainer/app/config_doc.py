@@ -153,6 +153,7 @@ class ConfigDocument:
         self.saved_text = text
         self._doc: tomlkit.TOMLDocument | None = None
         self._syntax: ConfigProblem | None = None
+        self.syntax_at: tuple[int, int] | None = None  # (line, column), 1-based, of a syntax error
         self.text = ""
         self.set_text(text)
 
@@ -185,10 +186,13 @@ class ConfigDocument:
         self.text = text
         try:
             self._doc = tomlkit.parse(text)
-            self._syntax = None
+            self._syntax, self.syntax_at = None, None
         except TOMLKitError as e:
             self._doc = None
-            self._syntax = ConfigProblem("", f"TOML syntax error: {e}", "fix the line it names in the TOML view")
+            line, col = getattr(e, "line", None), getattr(e, "col", None)
+            self.syntax_at = (line, col) if isinstance(line, int) and isinstance(col, int) else None
+            self._syntax = ConfigProblem("", f"TOML syntax error: {e}",
+                                         "fix that line in the TOML view (F6 goes there)")
 
     def data(self) -> dict[str, Any]:
         """The parsed file as plain Python values ({} while the text has a syntax error)."""

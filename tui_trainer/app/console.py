@@ -7,6 +7,8 @@ live in their own sessions, and nothing here signals them on exit.
 from __future__ import annotations
 
 import os
+import time
+from functools import partial
 from pathlib import Path
 from typing import Iterable
 
@@ -15,18 +17,21 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from tui_trainer.app.config_doc import ConfigDocument
+from tui_trainer.app.run_watch import NOTIFY_ENV, NOTIFY_MODES, RunEnded, RunWatcher, notify_mode
 from tui_trainer.app.runs_model import RunsModel
 from tui_trainer.app.screens.dialogs import ConfirmDialog, OpenConfigDialog
 from tui_trainer.app.screens.help import HelpScreen
-from tui_trainer.app.screens.runs import RunsScreen
 from tui_trainer.runs import RunStore
 from tui_trainer.training.lib.config import ConfigError, TrainingConfig, config_to_toml
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_PRESETS = ("default.toml", "gpt2-124m.toml")  # the first one found is what "new run" opens
+PARKED_EDITOR = "parked-editor"
+WATCH_SECONDS = 2.0  # how often the app looks for runs that ended (for the toast when elsewhere)
+NOTIFY_WORDS = {"bell": "toast and terminal bell", "toast": "toast only", "off": "say nothing"}
 
 
 class GptConsole(App):
@@ -41,6 +46,7 @@ class GptConsole(App):
         # Not Textual's "press ctrl+q" hint: over SSH people reach for Ctrl-C. Text inputs keep it for copying.
         Binding("ctrl+c", "quit", "Quit", show=False),
         Binding("f3", "show_runs", "Runs", show=False),
+        Binding("f4", "back_to_editor", "Config editor", show=False),
     ]
 
     def __init__(self, config_path: str | None = None, runs_root: str | None = None) -> None:
@@ -48,13 +54,59 @@ class GptConsole(App):
         self.config_path = config_path
         self.store = RunStore(runs_root)
         self.runs_model = RunsModel(self.store)
+        self.run_watcher = RunWatcher()
+        self.notify_mode = notify_mode()  # bell / toast / off (GPT_CONSOLE_NOTIFY; the palette switches it)
+        # The editor a launch left with unsaved edits (the run has its own copy); F4 returns to it, and
+        # quitting or opening another config asks about it first.
+        self.parked_editor: Screen | None = None
 
     def on_mount(self) -> None:
+        self._watch_runs()
         # Installed, not pushed: with a config to open, the editor alone makes the first frame (fast start);
         # the runs screen is composed the first time it is shown and kept afterwards.
-        self.install_screen(RunsScreen(), name="runs")
         if not (self.config_path and self.open_config(self.config_path)):
-            self.push_screen("runs")
+            self.push_screen(self.runs_screen())
+
+    def runs_screen(self) -> Screen:
+        """The runs screen, installed on first use: its modules pull in numpy, which the editor's first frame
+        does not need (the README's command opens the editor; see docs/benchmarks.md, start-up)."""
+        if not self.is_screen_installed("runs"):
+            from tui_trainer.app.screens.runs import RunsScreen
+            self.install_screen(RunsScreen(), name="runs")
+        return self.get_screen("runs")
+
+    def _on_runs_screen(self) -> bool:
+        return self.is_screen_installed("runs") and self.screen is self.get_screen("runs")
+
+    # ------------------------------------------------------------------------------- run notifications
+    @work(thread=True, exit_on_error=False, exclusive=True, group="run-watch")
+    def _watch_runs(self) -> None:
+        """Every few seconds: did a run end? (The runs table shows it; elsewhere a toast says it.)"""
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            try:
+                ended = self.run_watcher.look(self.runs_model.refresh())
+            except Exception:  # noqa: BLE001 - an unreadable runs root is the runs screen's to report
+                ended = []
+            for run in ended:
+                self.call_from_thread(self._run_ended, run)
+            deadline = time.monotonic() + WATCH_SECONDS
+            while not worker.is_cancelled and time.monotonic() < deadline:
+                time.sleep(0.1)
+
+    def _run_ended(self, run: RunEnded) -> None:
+        screen = self.screen
+        if self.notify_mode == "off" or self._on_runs_screen() or \
+                getattr(getattr(screen, "run", None), "id", None) == run.run_id:
+            return  # the table or the run's own dashboard shows it already
+        self.notify(run.message(), title="Run ended", severity=run.severity, timeout=12)
+        if self.notify_mode == "bell":
+            self.bell()
+
+    def set_notify_mode(self, mode: str) -> None:
+        self.notify_mode = mode
+        self.notify(f"When a run ends elsewhere: {NOTIFY_WORDS[mode]} (for this session; "
+                    f"{NOTIFY_ENV}={mode} makes it stick).", timeout=5)
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
                markup: bool = False) -> None:
@@ -78,9 +130,11 @@ class GptConsole(App):
 
         self._unless_unsaved(replace)
 
-    def _unless_unsaved(self, then) -> None:
+    def _unless_unsaved(self, then, *, parked_too: bool = False) -> None:
         """Run ``then``, after asking first if an editor holds unsaved changes (never lose what was typed)."""
-        editor = next((s for s in self.screen_stack if getattr(s, "doc", None) is not None and s.doc.dirty), None)
+        parked = [self.parked_editor] if parked_too and self.parked_editor else []
+        editors = list(self.screen_stack) + parked
+        editor = next((s for s in editors if getattr(s, "doc", None) is not None and s.doc.dirty), None)
         if editor is None:
             then()
             return
@@ -97,11 +151,31 @@ class GptConsole(App):
         self.push_screen(ConfirmDialog("Unsaved changes", body, confirm="Discard changes", danger=True), decided)
 
     async def action_quit(self) -> None:
-        self._unless_unsaved(self.exit)
+        self._unless_unsaved(self.exit, parked_too=True)
+
+    def action_back_to_editor(self) -> None:
+        """Return to the editor a launch left with unsaved edits."""
+        if self.parked_editor is None or self.screen is self.parked_editor:
+            self.notify("No config with unsaved edits is waiting; o opens one.", timeout=4)
+            return
+        self._show(self._unpark())
+
+    def _park(self, editor: Screen) -> None:
+        self._unpark(discard=True)
+        self.install_screen(editor, name=PARKED_EDITOR)  # installed screens survive being popped
+        self.parked_editor = editor
+
+    def _unpark(self, *, discard: bool = False) -> Screen | None:
+        editor, self.parked_editor = self.parked_editor, None
+        if editor is not None:
+            self.uninstall_screen(PARKED_EDITOR)
+            if discard:
+                editor.remove()
+        return editor
 
     def action_show_runs(self) -> None:
-        if not isinstance(self.screen, RunsScreen):
-            self._show(self.get_screen("runs"))
+        if not self._on_runs_screen():
+            self._show(self.runs_screen())
 
     def presets(self) -> list[Path]:
         seen, found = set(), []
@@ -119,8 +193,16 @@ class GptConsole(App):
         except ConfigError as e:
             self.notify(str(e), title="Cannot open config", severity="error", timeout=10)
             return False
-        self._show(EditorScreen(doc))
+        self._show_editor(EditorScreen(doc))
         return True
+
+    def _show_editor(self, editor: Screen) -> None:
+        """Open an editor; one parked with unsaved edits is asked about first (it would be replaced)."""
+        def replace() -> None:
+            self._unpark(discard=True)
+            self._show(editor)
+
+        self._unless_unsaved(replace, parked_too=True)
 
     def open_default_config(self) -> None:
         from tui_trainer.app.screens.editor import EditorScreen
@@ -132,7 +214,7 @@ class GptConsole(App):
                     return
         # No presets beside us (an installed package run elsewhere): start from the built-in defaults.
         text = config_to_toml(TrainingConfig(), header="GPT-2 124M defaults (gpt-console)")
-        self._show(EditorScreen(ConfigDocument(text)))
+        self._show_editor(EditorScreen(ConfigDocument(text)))
         self.notify(f"No {DEFAULT_PRESETS[0]} found under configs/; starting from the built-in defaults.")
 
     def open_run_config(self, run_id: str) -> None:
@@ -144,7 +226,7 @@ class GptConsole(App):
         except Exception as e:
             self.notify(f"Cannot read the config of {run_id}: {e}", severity="error", timeout=8)
             return
-        self._show(EditorScreen(ConfigDocument(text, origin_path=run.config_file)))
+        self._show_editor(EditorScreen(ConfigDocument(text, origin_path=run.config_file)))
 
     def action_open_config(self) -> None:
         def chosen(path: str | None) -> None:
@@ -161,6 +243,26 @@ class GptConsole(App):
             self.notify(str(e), severity="error", timeout=8)
             return
         self._show(DashboardScreen(run))
+
+    def open_launched_run(self, run_id: str, editor: Screen) -> None:
+        """The dashboard of a run just launched from ``editor``. The run holds its own copy of the config, so
+        nothing is asked: an editor with unsaved edits is parked (F4 returns to it), never discarded."""
+        from tui_trainer.app.screens.dashboard import DashboardScreen
+        try:
+            run = self.store.get(run_id)
+        except Exception as e:
+            self.notify(str(e), severity="error", timeout=8)
+            return
+        dirty = getattr(editor, "doc", None) is not None and editor.doc.dirty
+        if dirty:
+            self._park(editor)
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(DashboardScreen(run))
+        if dirty:
+            name = editor.doc.path.name if editor.doc.path else "The config"
+            self.notify(f"Launched {run_id} with your edits. {name} still has unsaved changes: F4 returns "
+                        "to it, Ctrl-S there saves them.", timeout=8)
 
     def open_compare(self, run_ids: list[str]) -> None:
         from tui_trainer.app.screens.compare import CompareScreen
@@ -190,8 +292,9 @@ class GptConsole(App):
         except Exception as e:
             self.call_from_thread(self.notify, f"Could not stop {run_id}: {e}", severity="error", timeout=10)
             return
-        self.call_from_thread(self.notify, f"{run_id}: {status.label}" + (f" — {status.reason}" if status.reason
-                                                                           else ""))
+        said = status.reason if status.reason.startswith(status.label) else \
+            f"{status.label}" + (f" — {status.reason}" if status.reason else "")
+        self.call_from_thread(self.notify, f"{run_id}: {said}")  # "…: stopped by the user (ada)"
 
     @work(thread=True, exit_on_error=False, group="run-actions")
     def resume_run(self, run_id: str) -> None:
@@ -214,6 +317,7 @@ class GptConsole(App):
         from tui_trainer.app.screens.compare import CompareScreen
         from tui_trainer.app.screens.dashboard import DashboardScreen
         from tui_trainer.app.screens.editor import EditorScreen
+        from tui_trainer.app.screens.runs import RunsScreen
         for cls in (RunsScreen, EditorScreen, DashboardScreen, CompareScreen):
             title = names[cls.__name__] + ("  (this screen)" if cls.__name__ == current else "")
             sections.append((title, list(cls.BINDINGS)))
@@ -228,6 +332,14 @@ class GptConsole(App):
         yield SystemCommand("New run", "Open the default preset in the editor", self.open_default_config)
         yield SystemCommand("Open config…", "Open a preset or any TOML file", self.action_open_config)
         yield SystemCommand("Help", "Keys and screens", self.action_help)
+        if self.parked_editor is not None:
+            what = "The config a launch left with unsaved edits (F4)"
+            yield SystemCommand("Back to the config editor", what, self.action_back_to_editor)
+        for mode in NOTIFY_MODES:
+            if mode != self.notify_mode:
+                yield SystemCommand(f"When a run ends: {NOTIFY_WORDS[mode]}",
+                                    "How a run that finishes, fails or is lost while you look elsewhere is told",
+                                    partial(self.set_notify_mode, mode))
         commands = getattr(screen, "palette_commands", None)
         if commands is not None:
             for title, help_text, callback in commands():

@@ -31,8 +31,14 @@ def activation_bytes(cfg: TrainingConfig, bytes_per_value: int) -> int:
 
 
 def autocast_bytes(cfg: TrainingConfig) -> int:
-    """'auto' means bfloat16 on the machines this is for (CUDA with bf16, AMX CPUs); assume it."""
+    """'auto' means bfloat16 on the machines this is for (CUDA with bf16, CPUs with AVX512-BF16 or AMX); assume it."""
     return 4 if cfg.system.dtype == "float32" else 2
+
+
+def memory_per_rank(cfg: TrainingConfig) -> int:
+    """Estimated peak bytes one rank needs: fp32 weights, grads and AdamW moments plus one micro-batch of
+    activations. The editor's derived panel and its preflight use it (stdlib only: a trainer may too)."""
+    return derived_figures(cfg)["state_bytes_per_rank"] + activation_bytes(cfg, autocast_bytes(cfg))
 
 
 def same_shape(cfg: TrainingConfig, other: dict) -> bool:
@@ -74,7 +80,7 @@ def derived_lines(cfg: TrainingConfig, throughput: Throughput | None = None) -> 
         ("grad accum / rank", "—" if accum is None else str(accum)),
         ("total tokens", f"{fmt.count(d['total_tokens'])}  ({cfg.schedule.max_steps:,} steps)"),
         ("FLOPs / token", fmt.count(d["flops_per_token"])),
-        ("memory / rank", f"≈ {fmt.nbytes(d['state_bytes_per_rank'] + acts)}"),
+        ("memory / rank", f"≈ {fmt.nbytes(memory_per_rank(cfg))}"),
         ("  weights+AdamW", fmt.nbytes(d["state_bytes_per_rank"])),
         ("  activations", f"≈ {fmt.nbytes(acts)} ({'fp32' if value_bytes == 4 else 'bf16'})"),
     ]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from tui_trainer.app.run_view import RunView
+from tui_trainer.app.runs_model import resume_step
 
 EVENTS_PER_BATCH = 5_000        # events folded per lock hold: short enough that a redraw never waits long
 OUTPUT_LINES_KEPT = 400
@@ -75,6 +76,7 @@ class RunFeed:
         self.output = TextTail(run.log_file)
         self.status = None          # tui_trainer.runs.RunStatus, refreshed every STATUS_EVERY seconds
         self.read_error: str | None = None  # shown in the dashboard's banner while reading fails
+        self.resume_from: int | None = None  # checkpoint step ``r`` would resume from; None = r cannot work
         self.follower = run.follower()
         self._restarts = 0
 
@@ -98,7 +100,10 @@ class RunFeed:
             status = self.run.status()
         except Exception:  # status reads /proc and files another process writes: keep the last one, retry
             return False
-        changed = status != self.status
+        resume_from = resume_step(self.run, status.state, self.view.max_steps)
+        changed = status != self.status or resume_from != self.resume_from
+        # resume_from first: whoever sees the new status (another thread) must see its resume offer too.
+        self.resume_from = resume_from
         self.status = status
         return changed
 

@@ -72,3 +72,23 @@ def path(p: str | os.PathLike) -> str:
     home = str(Path.home())
     text = str(p)
     return "~" + text[len(home):] if home != "/" and text.startswith(home + os.sep) else text
+
+
+# What each control action did when the trainer answers "ok" (its own message is then a bare "done").
+_ACK_DONE = {
+    "sample": "Sample taken at step {step}",
+    "checkpoint": "Checkpoint written at step {step}",
+    "eval": "Evaluation done at step {step}",
+    "stop": "Stopping at step {step}: final checkpoint written",
+}
+_ACK_BARE = ("", "done", "stopped", "ok")
+
+
+def ack_sentence(ack: dict) -> str:
+    """A control_ack event as a sentence: 'Checkpoint written at step 242', or why the trainer refused."""
+    action, step = str(ack.get("action", "request")), ack.get("step")
+    message = str(ack.get("message") or "").strip()
+    if ack.get("ok"):
+        sentence = _ACK_DONE.get(action, action + " done at step {step}").format(step=step)
+        return sentence if message.lower() in _ACK_BARE else f"{sentence}: {message}"
+    return f"{action.capitalize()} refused at step {step}" + (f": {message}" if message else "")

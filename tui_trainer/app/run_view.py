@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -15,12 +16,15 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from tui_trainer.app.series import Series
+from tui_trainer.app.format import ack_sentence
+from tui_trainer.app.series import Series, wilson_interval
 
 # HellaSwag acc_norm reference lines: random guessing over 4 endings, and OpenAI's GPT-2 124M.
 HELLASWAG_RANDOM = 0.25
 HELLASWAG_GPT2_124M = 0.2955
 
+# How the trainer's warning starts (train.py: _load_hellaswag, and the one-file twin).
+HELLASWAG_SKIPPED = re.compile(r"HellaSwag skipped(?: for this run)?:?\s*")
 LOG_LINES_KEPT = 500
 ETA_WINDOW = 50  # recent steps the ETA averages over (includes eval/sample pauses, so it is honest)
 
@@ -31,6 +35,7 @@ class SampleRound:
     texts: list[str]
     source: str
     t: float
+    serial: int = 0  # order of arrival in the run (a requested sample is the one arriving after the request)
 
 
 @dataclass
@@ -57,6 +62,16 @@ class Segment:
 
 
 @dataclass
+class Alert:
+    """A trainer's warning about the loss (``alert`` event: a non-finite value or a spike)."""
+    t: float
+    step: int
+    kind: str
+    message: str
+    value: float | None
+
+
+@dataclass
 class HellaSwagPoint:
     step: int
     acc_norm: float
@@ -69,20 +84,25 @@ class SampleTimeline:
     """Sample rounds per prompt, in step order, so the dashboard can scrub one prompt's text through time."""
 
     def __init__(self) -> None:
-        self.by_prompt: dict[str, list[SampleRound]] = {}
+        self.by_prompt: dict[str, list[SampleRound]] = {}  # insertion order = order of first appearance
         self.latest_prompt: str | None = None
+        self.arrived = 0  # rounds ever added (serial of the newest round)
 
     def add(self, prompt: str, sample: SampleRound) -> None:
         rounds = self.by_prompt.setdefault(prompt, [])
-        # A resumed run re-samples steps it had already sampled before it died: the newer round wins.
-        while rounds and rounds[-1].step >= sample.step:
+        # A resumed run re-samples steps it had already sampled before it died: the newer round wins. A
+        # requested (control) and a scheduled sample of the same step are two different rounds: both stay.
+        while rounds and (rounds[-1].step > sample.step or
+                          rounds[-1].step == sample.step and rounds[-1].source == sample.source):
             rounds.pop()
+        self.arrived += 1
+        sample.serial = self.arrived
         rounds.append(sample)
         self.latest_prompt = prompt
 
     def prompts(self) -> list[str]:
-        """Prompts, the most recently sampled last."""
-        return sorted(self.by_prompt, key=lambda p: self.by_prompt[p][-1].t)
+        """Prompts in the order they first appeared: a prompt keeps its number while others arrive."""
+        return list(self.by_prompt)
 
     def __len__(self) -> int:
         return sum(len(r) for r in self.by_prompt.values())
@@ -124,13 +144,17 @@ class RunView:
     logs_total: int = 0  # lines ever added to ``logs`` (a pane appends the ones it has not shown yet)
     acks: dict[str, dict] = field(default_factory=dict)  # control request id -> control_ack event
     hellaswag_points: list[HellaSwagPoint] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    system: dict | None = None  # the newest ``system`` event (per-rank machine figures)
     samples: SampleTimeline = field(default_factory=SampleTimeline)
+    hellaswag_skipped: str = ""  # why this segment's trainer runs no HellaSwag evaluation ("" = it does)
     version: int = 0
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.series: dict[str, Series] = {name: Series(name) for name in (
-            "train_loss", "val_loss", "lr", "grad_norm", "tok_per_s", "mfu", "hellaswag", "hellaswag_acc")}
+            "train_loss", "val_loss", "lr", "grad_norm", "tok_per_s", "mfu", "hellaswag", "hellaswag_acc",
+            "hellaswag_lo", "hellaswag_hi")}  # lo/hi: acc_norm's binomial 95 % interval
 
     def reset(self) -> None:
         """Forget everything (the event log was replaced). Series are cleared in place: charts keep them."""
@@ -241,6 +265,7 @@ class RunView:
         for s in self.series.values():
             s.truncate_from_step(start_step)
         self.hellaswag_points = [p for p in self.hellaswag_points if p.step < start_step]
+        self.alerts = [a for a in self.alerts if a.step < start_step]
         self.segments.append(Segment(e["t"], start_step, resumed, offset))
         self.config = e.get("config") or self.config
         self.trainer = e.get("trainer", self.trainer)
@@ -253,6 +278,7 @@ class RunView:
         self.max_steps = e.get("max_steps", self.max_steps)
         self.peak_flops = e.get("peak_flops", self.peak_flops)
         self.end_status, self.end_reason = None, ""
+        self.hellaswag_skipped = ""
         if resumed is not None:
             self._log(LogLine(e["t"], "info", f"resumed from checkpoint at step {resumed}"))
 
@@ -283,6 +309,9 @@ class RunView:
         xs = self._point_x(step, e["t"])
         self.series["hellaswag"].append(step, point.acc_norm, **xs)
         self.series["hellaswag_acc"].append(step, point.acc, **xs)
+        lo, hi = wilson_interval(point.correct_norm, point.total)
+        self.series["hellaswag_lo"].append(step, lo, **xs)
+        self.series["hellaswag_hi"].append(step, hi, **xs)
 
     def _on_sample(self, e: dict) -> None:
         texts = [str(t) for t in e.get("texts", [])]
@@ -293,7 +322,11 @@ class RunView:
         self._log(LogLine(e["t"], "info", f"checkpoint at step {e['step']} ({e.get('reason', '')})"))
 
     def _on_log(self, e: dict) -> None:
-        self._log(LogLine(e["t"], str(e.get("level", "info")), str(e["message"])))
+        message = str(e["message"])
+        skipped = HELLASWAG_SKIPPED.match(message)
+        if skipped:  # the trainer could not read the examples (offline, bad path)
+            self.hellaswag_skipped = message[skipped.end():].strip() or "no reason given"
+        self._log(LogLine(e["t"], str(e.get("level", "info")), message))
 
     def _on_error(self, e: dict) -> None:
         err = ErrorEvent(e["t"], str(e["message"]), str(e.get("traceback", "")))
@@ -302,16 +335,37 @@ class RunView:
 
     def _on_control_ack(self, e: dict) -> None:
         self.acks[str(e["id"])] = e
-        verdict = "done" if e.get("ok") else "refused"
-        msg = f"{e.get('action')} {verdict} at step {e.get('step')}"
-        if e.get("message"):
-            msg += f": {e['message']}"
-        self._log(LogLine(e["t"], "info" if e.get("ok") else "warning", msg))
+        self._log(LogLine(e["t"], "info" if e.get("ok") else "warning", ack_sentence(e)))
+
+    def _on_alert(self, e: dict) -> None:
+        value = e.get("loss")  # the loss that raised it (NaN/inf for a non-finite alert)
+        self.alerts.append(Alert(e["t"], int(e["step"]), str(e["kind"]), str(e.get("message", "")),
+                                 None if value is None else float(value)))
+
+    def _on_system(self, e: dict) -> None:
+        """Keep the newest figures (the strip) and each rank's memory over steps (the memory chart)."""
+        step = int(e["step"])
+        self.system = e
+        xs = self._point_x(step, e["t"])
+        for rank in e["ranks"]:
+            used = system_memory_bytes(rank)
+            if used is not None:
+                name = f"memory_rank{int(rank['rank'])}"
+                self.series.setdefault(name, Series(name)).append(step, used / 2**30, **xs)
+
+    def memory_ranks(self) -> list[int]:
+        """Ranks with a memory series, in rank order."""
+        prefix = "memory_rank"
+        return sorted(int(name[len(prefix):]) for name in self.series if name.startswith(prefix))
 
     def _on_run_end(self, e: dict) -> None:
         self.end_status, self.end_reason = str(e["status"]), str(e.get("reason", ""))
+        reason = self.end_reason
+        if self.end_status == "stopped" and reason.startswith("signal SIGTERM"):
+            # What the trainer saw; the stop itself came from the console, `gpt-console stop` or the system.
+            reason = "stop requested (SIGTERM: the console's or `gpt-console stop`'s signal, or the system's)"
         self._log(LogLine(e["t"], "error" if self.end_status == "failed" else "info",
-                                 f"run {self.end_status}" + (f": {self.end_reason}" if self.end_reason else "")))
+                          f"run {self.end_status}" + (f": {reason}" if reason else "")))
 
     # ------------------------------------------------------------------------------------------ figures
     def elapsed(self, now: float | None = None) -> float | None:
@@ -348,6 +402,15 @@ class RunView:
         return [s.start_step for s in self.segments[1:]]
 
 
+def system_memory_bytes(rank: dict) -> float | None:
+    """The memory a rank's chart follows: GPU memory in use on CUDA, the process's RSS otherwise."""
+    for key in ("gpu_mem_used_bytes", "rss_bytes"):
+        value = rank.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
 _HANDLERS = {
     "run_start": RunView._on_run_start,
     "step": RunView._on_step,
@@ -358,5 +421,7 @@ _HANDLERS = {
     "log": RunView._on_log,
     "error": RunView._on_error,
     "control_ack": RunView._on_control_ack,
+    "alert": RunView._on_alert,
+    "system": RunView._on_system,
     "run_end": RunView._on_run_end,
 }

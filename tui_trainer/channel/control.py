@@ -66,7 +66,7 @@ class ControlInbox:
         request_id = path.stem
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             return {"id": request_id, "action": "", "error": f"unreadable control file {path.name}: {e}"}
         if not isinstance(body, dict):
             return {"id": request_id, "action": "", "error": f"control file {path.name} is not a JSON object"}

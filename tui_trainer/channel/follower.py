@@ -15,9 +15,11 @@ Guarantees:
   line returned (save it and pass it to a new follower to continue where you were).
 - A last line without its newline (the writer is mid-write, or died mid-write) is kept back, not an error: it is
   parsed once its newline arrives, and never if it does not.
-- Lines that are not a JSON object with a string ``type`` are skipped and counted in ``skipped``; blank lines are
-  ignored. A runaway line longer than ``max_line_bytes`` is dropped (counted) instead of growing memory.
-- Unknown event types pass through (the schema is forward compatible); validating payloads is the reader's choice.
+- Every event is checked against the schema (schema.event_problem: types, ranges, sizes) before anyone sees
+  it. A line that is not JSON, nests too deep, or breaks the schema is skipped and counted in ``skipped``,
+  exactly like a torn line; blank lines are ignored. A runaway line longer than ``max_line_bytes`` is dropped
+  (counted) instead of growing memory. So a reader can trust every field of every event it gets.
+- Events of a type this version does not know (a newer writer) are dropped and counted in ``ignored``.
 - If the file shrinks below the offset (it was replaced), the follower starts again from byte 0 and counts
   ``restarts``; the caller decides whether to clear what it built from the old content.
 
@@ -32,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .schema import EVENT_FIELDS, event_problem
+
 DEFAULT_CHUNK = 1 << 20          # bytes read per system call during replay
 DEFAULT_MAX_LINE = 16 << 20      # a longer "line" is garbage (no event comes close), dropped to bound memory
 _scan_once = json.JSONDecoder().scan_once
@@ -44,7 +48,8 @@ class EventFollower:
                  max_line_bytes: int = DEFAULT_MAX_LINE):
         self.path = Path(path)
         self.offset = offset              # bytes consumed as complete lines
-        self.skipped = 0                  # garbage lines skipped
+        self.skipped = 0                  # garbage lines skipped: torn, not JSON, or not valid for the schema
+        self.ignored = 0                  # well-formed events of a type this version does not know
         self.restarts = 0                 # times the file shrank and reading started over
         self.events_read = 0              # events returned so far
         self.ended = False                # the newest lifecycle event is a run_end (a later run_start clears it)
@@ -191,23 +196,11 @@ class EventFollower:
     def _decode(self, text: str | None) -> dict | None:
         if not text or text.isspace():
             return None
-        try:
-            # scan_once skips json.loads' wrapper layers (~25% faster); what follows the object must be blank.
-            event, end = _scan_once(text, 0)
-            if end != len(text) and not text[end:].isspace():
-                raise ValueError("trailing data")
-        except StopIteration:  # leading whitespace or not JSON at all: let json.loads decide
-            try:
-                event = json.loads(text)
-            except ValueError:
-                self.skipped += 1
-                return None
-        except ValueError:
+        event, verdict = _parse(text)
+        if verdict is _UNKNOWN:
+            self.ignored += 1
+        elif verdict is _GARBAGE:
             self.skipped += 1
-            return None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            self.skipped += 1
-            return None
         return event
 
     def _observe(self, events: list[dict]) -> None:
@@ -226,3 +219,41 @@ class EventFollower:
         t = events[-1].get("t")
         if isinstance(t, (int, float)):
             self.last_event_time = float(t)
+
+
+_GARBAGE, _UNKNOWN = object(), object()
+
+
+def _parse(text: str) -> tuple[dict | None, object]:
+    """(the event, None) if ``text`` is one schema-valid event, else (None, _GARBAGE or _UNKNOWN)."""
+    try:
+        # scan_once skips json.loads' wrapper layers (~25% faster); what follows the object must be blank.
+        event, end = _scan_once(text, 0)
+        if end != len(text) and not text[end:].isspace():
+            return None, _GARBAGE
+    except StopIteration:  # leading whitespace or not JSON at all: let json.loads decide
+        try:
+            event = json.loads(text)
+        except (ValueError, RecursionError):
+            return None, _GARBAGE
+    except (ValueError, RecursionError):  # a deeply nested line exhausts the C decoder's recursion guard
+        return None, _GARBAGE
+    if event_problem(event) is None:
+        return event, None
+    if type(event) is dict and isinstance(event.get("type"), str) and event["type"] not in EVENT_FIELDS:
+        return None, _UNKNOWN
+    return None, _GARBAGE
+
+
+def parse_event_line(line: bytes | str) -> dict | None:
+    """One log line as a schema-valid event, or None (blank, torn, not JSON, too deep, invalid, unknown type).
+
+    For readers that pick lines out of a log themselves (a tail); it never raises."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not line or line.isspace():
+        return None
+    return _parse(line)[0]

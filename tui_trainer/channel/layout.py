@@ -22,6 +22,19 @@ LOG_DIR = "logs"
 TRAINER_LOG = "logs/trainer.log"
 CHECKPOINT_DIR = "checkpoints"
 CONTROL_DIR = "control"
+LAUNCH_LOCK = "launch.lock"  # flock'ed by the launcher, then by the run's supervisor (runs/launch_lock.py)
+
+# Everything gpt-console itself puts at the top of a run directory (names, then name patterns): a delete
+# removes a run only when it holds nothing else. Add a name here when you make a new file in run dirs.
+RUN_ENTRIES = frozenset({
+    CONFIG_FILE, EVENTS_FILE, LAUNCH_FILE, STATUS_FILE, LOG_DIR, CHECKPOINT_DIR, CONTROL_DIR, LAUNCH_LOCK,
+    "config.source.toml", "stop.json", "profile", "job.sbatch", "label.json",
+    "label.json",  # the run's name and note, set from the runs screen (runs/labels.py)
+})
+RUN_ENTRY_PATTERNS = (
+    r"config\.toml\.\d+",       # an earlier config kept by the trainer
+    r"\..+\.tmp",                 # a private file's temp twin, cut short by a crash
+)
 
 # Environment variables the launcher sets for the trainer (the trainer's CLI flags win over them).
 ENV_RUN_DIR = "GPT_CONSOLE_RUN_DIR"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 MAX_ERRORS_KEPT = 20
+MAX_ALERTS_KEPT = 20
 
 
 @dataclass
@@ -67,6 +68,8 @@ class RunSummary:
     error_count: int = 0
     errors: list[str] = field(default_factory=list)  # newest MAX_ERRORS_KEPT error messages
     warnings: int = 0                 # log events with level warning/error
+    alert_count: int = 0              # alert events (non-finite steps skipped, loss spikes), all segments
+    alerts: list[str] = field(default_factory=list)  # newest MAX_ALERTS_KEPT alert messages
     # ETA anchors: the first step of the newest segment and when it completed
     _anchor_step: int | None = field(default=None, repr=False)
     _anchor_t: float | None = field(default=None, repr=False)
@@ -158,6 +161,11 @@ class RunSummary:
         self.errors.append(str(e.get("message", "")))
         del self.errors[:-MAX_ERRORS_KEPT]
 
+    def _alert(self, e: dict, t: float | None) -> None:
+        self.alert_count += 1
+        self.alerts.append(str(e.get("message", "")) or f"{e.get('kind')} alert at step {e.get('step')}")
+        del self.alerts[:-MAX_ALERTS_KEPT]
+
     def _run_end(self, e: dict, t: float | None) -> None:
         self.status = str(e.get("status", "")) or None
         self.end_reason = str(e.get("reason", ""))
@@ -176,7 +184,7 @@ class RunSummary:
     @property
     def progress(self) -> float | None:
         """Fraction of max_steps completed, in [0, 1]."""
-        if self.max_steps is None or self.step is None:
+        if not self.max_steps or self.step is None:
             return None
         return min(1.0, (self.step + 1) / self.max_steps)
 
@@ -218,5 +226,5 @@ _HANDLERS = {
     "run_start": RunSummary._run_start, "step": RunSummary._step, "val": RunSummary._val,
     "hellaswag": RunSummary._hellaswag, "sample": RunSummary._sample, "checkpoint": RunSummary._checkpoint,
     "heartbeat": RunSummary._heartbeat, "log": RunSummary._log, "error": RunSummary._error,
-    "run_end": RunSummary._run_end,
+    "run_end": RunSummary._run_end, "alert": RunSummary._alert,
 }

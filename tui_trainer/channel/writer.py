@@ -19,9 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .diskfull import describe, is_disk_full
+from .private_files import open_private
 from .schema import SCHEMA_VERSION
 
 _TAIL_BYTES = 64 * 1024
+_MAX_PENDING = 10_000  # lines kept for a retry while the disk is full; older ones are dropped
 _STOP = object()
 
 
@@ -41,9 +44,9 @@ def last_seq(path: str | os.PathLike) -> tuple[int | None, bool]:
     for line in reversed(tail.splitlines()):
         try:
             seq = json.loads(line).get("seq")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             continue
-        if isinstance(seq, int):
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
             return seq, torn
     return None, torn
 
@@ -54,6 +57,9 @@ class EventWriter:
         self.enabled = enabled
         self.dropped = 0           # events lost to a full queue, total
         self.write_errors = 0
+        # The current write problem (e.g. "disk full: ..."), None once a write succeeds again. The trainer polls
+        # it: a run whose log cannot be written must not go on silently.
+        self.write_failure: str | None = None
         self.last_emit = time.time()  # when emit() was last called: heartbeats fill only the silences
         self._unreported_drops = 0
         self._lock = threading.Lock()
@@ -64,9 +70,13 @@ class EventWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         previous, torn = last_seq(self.path)
         self._next_seq = 0 if previous is None else previous + 1
-        self._file = self.path.open("a", encoding="utf-8")
+        # Unbuffered bytes: after a failed write the file is cut back to its last whole line (a full disk
+        # must not leave a torn line), and the lines that did not fit are retried with the next batch.
+        self._file = open_private(self.path, "ab", buffering=0)
+        self._good_size = os.fstat(self._file.fileno()).st_size  # 0 for a FIFO (tests, `tail`-like readers)
+        self._pending: list[bytes] = []
         if torn:
-            self._file.write("\n")
+            self._pending.append(b"\n")
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
         self._thread.start()
 
@@ -122,19 +132,38 @@ class EventWriter:
         if drops:
             batch.append({"t": time.time(), "type": "log", "level": "warning",
                           "message": f"event writer fell behind and dropped {drops} event(s)"})
-        if not batch:  # close() with nothing queued: writing "\n" would leave a blank line in the log
-            return
-        lines = []
         for event in batch:
             record = {"v": SCHEMA_VERSION, "seq": self._next_seq, **event}
             self._next_seq += 1
             # NaN/inf (a diverged loss) are written as Python's json reads them back: NaN, Infinity.
-            lines.append(json.dumps(record, ensure_ascii=False, default=str))
+            self._pending.append(json.dumps(record, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
+        if not self._pending:  # close() with nothing queued: writing "\n" would leave a blank line in the log
+            return
+        data = b"".join(self._pending)
         try:
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
-        except OSError as e:  # a full disk must not kill training; say so once on stderr
+            view = memoryview(data)
+            while view:
+                view = view[self._file.write(view):]
+        except OSError as e:  # a full disk must not kill training: cut back, keep the lines, tell the trainer
+            self._cut_back()
             self.write_errors += 1
+            self.write_failure = (describe(e, self.path) if is_disk_full(e) else
+                                  f"cannot write events to {self.path}: {e}")
             if self.write_errors == 1:
-                print(f"gpt-console: cannot write events to {self.path}: {e}", file=sys.stderr)
+                print(f"gpt-console: {self.write_failure}", file=sys.stderr, flush=True)
+            if len(self._pending) > _MAX_PENDING:
+                lost = len(self._pending) - _MAX_PENDING
+                del self._pending[:lost]
+                with self._lock:
+                    self.dropped += lost
+            return
+        self._good_size += len(data)
+        self._pending.clear()
+        self.write_failure = None
+
+    def _cut_back(self) -> None:
+        try:
+            os.ftruncate(self._file.fileno(), self._good_size)
+        except OSError:
+            pass
 

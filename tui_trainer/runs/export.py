@@ -7,7 +7,12 @@ from). Columns are stable so spreadsheets and pandas scripts keep working.
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
+from pathlib import Path
 from typing import TextIO
+
+from tui_trainer.runs.errors import RunError
 
 COLUMNS = ("step", "time", "loss", "lr", "grad_norm", "dt", "tok_per_s", "tokens", "mfu", "val_loss",
            "hellaswag_acc", "hellaswag_acc_norm", "hellaswag_correct_norm", "hellaswag_total", "launch")
@@ -46,3 +51,58 @@ def write_csv(run, out: TextIO) -> int:
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return len(rows)
+
+
+def export_csv_file(run, output: str | os.PathLike, runs_root: str | os.PathLike) -> int:
+    """Write the CSV to ``output`` through a temp file renamed over it; returns the number of data rows.
+
+    The output is never opened before the log is read (``-o <run>/events.jsonl`` once truncated the log it
+    was about to export), and a path inside a run directory is refused: those files belong to the run.
+    """
+    target = Path(output)
+    check_export_target(target, run, runs_root)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as e:
+        raise RunError(f"cannot write {target}: {e.strerror} — choose a directory you can write to"
+                       ) from None
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            rows = write_csv(run, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise RunError(f"cannot write {target}: {e.strerror or e} — nothing was written") from None
+        raise
+    return rows
+
+
+def check_export_target(target: Path, run, runs_root: str | os.PathLike) -> None:
+    """RunError unless ``target`` is a file path outside every run directory of ``runs_root``."""
+    parent = target.parent
+    resolved = target.resolve() if target.is_symlink() else parent.resolve() / target.name
+    protected = {Path(run.dir).resolve()}
+    root = Path(runs_root).resolve()
+    if resolved.is_relative_to(root):
+        parts = resolved.relative_to(root).parts
+        if len(parts) > 1:  # inside some directory of the runs root: that run's files
+            protected.add(root / parts[0])
+    for run_dir in protected:
+        if resolved.is_relative_to(run_dir):
+            raise RunError(f"refusing to write {target}: it is inside run directory {run_dir}, whose files "
+                           "belong to the run — choose a path outside it, e.g. -o metrics.csv")
+    if not parent.is_dir():
+        raise RunError(f"cannot write {target}: the directory {parent} does not exist — create it or "
+                       "choose another -o path")
+    if target.is_dir():
+        raise RunError(f"cannot write {target}: it is a directory — give a file name, "
+                       f"e.g. {target / 'metrics.csv'}")
+    try:
+        if resolved.exists() and os.path.samefile(resolved, run.events_file):
+            raise RunError(f"refusing to write {target}: it is the event log being exported — "
+                           "choose another path")
+    except OSError:
+        pass

@@ -51,7 +51,7 @@ def read_json(path: str | os.PathLike) -> dict | None:
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: a hostile file nested thousands deep
         return None
     return data if isinstance(data, dict) else None
 

@@ -3,7 +3,8 @@
 Process tree of one launch (all started with stdin=/dev/null, output appended to logs/trainer.log, umask 077):
 
     supervisor (python -m tui_trainer.runs.supervisor <run_dir>; session leader, survives the console/SSH)
-      └─ torchrun (python -m torch.distributed.run ...; same process group as the supervisor)
+      └─ torchrun (python -m tui_trainer.runs.loopback_torchrun ... on one node, its stores on 127.0.0.1;
+         python -m torch.distributed.run ... across nodes; same process group as the supervisor)
            ├─ rank 0 (python -m tui_trainer.training.train ...; torchrun puts each rank in its own session)
            └─ rank 1 ...
 
@@ -36,12 +37,15 @@ from tui_trainer.channel import layout
 from tui_trainer.runs import procs
 from tui_trainer.runs.errors import LaunchError, RunError, RunIsRunning, RunNotRunning
 from tui_trainer.runs.files import open_private_append, read_json, write_json, write_private
-from tui_trainer.runs.status import (RUNNING, STOP_FILE, RunStatus, any_alive, derive_status,
+from tui_trainer.runs.launch_lock import LOCK_FD_ENV, launch_lock
+from tui_trainer.runs.status import (QUEUED, RUNNING, STOP_FILE, RunStatus, any_alive, derive_status,
                                      launch_processes)
 
 TRAINER_MODULES = {"train": "tui_trainer.training.train", "onefile": "tui_trainer.training.onefile_train"}
 SOURCE_CONFIG_FILE = "config.source.toml"
 SUPERVISOR_MODULE = "tui_trainer.runs.supervisor"
+LOOPBACK_TORCHRUN = "tui_trainer.runs.loopback_torchrun"
+PREPARE_MODULE = "tui_trainer.training.prepare"
 STARTUP_TIMEOUT_S = 20.0
 PACKAGE_PARENT = str(Path(tui_trainer.__file__).resolve().parent.parent)
 
@@ -51,20 +55,27 @@ _children: list[subprocess.Popen] = []  # supervisors we started, reaped by a th
 # ---------------------------------------------------------------------------------------- the command
 def torchrun_argv(cfg, run_dir: str | os.PathLike, *, resume: bool = False,
                   python: str | None = None) -> list[str]:
-    """The torchrun command for ``cfg.launch`` (``--standalone`` on one node, c10d rendezvous across nodes)."""
+    """The torchrun command for ``cfg.launch``: on one node torchrun with its stores on loopback only
+    (loopback_torchrun.py; ``--standalone`` would listen on every interface), c10d rendezvous across nodes."""
     lc = cfg.launch
     run_dir = Path(run_dir)
-    argv = [python or sys.executable, "-m", "torch.distributed.run"]
     if lc.nnodes == 1:
-        argv.append("--standalone")
+        argv = [python or sys.executable, "-m", LOOPBACK_TORCHRUN, "--nnodes=1", "--rdzv_backend=c10d",
+                "--rdzv_endpoint=127.0.0.1:0", f"--rdzv_id={run_dir.name}"]
     else:
-        argv += [f"--nnodes={lc.nnodes}", "--rdzv_backend=c10d", f"--rdzv_endpoint={lc.rdzv_endpoint}",
-                 f"--rdzv_id={lc.rdzv_id}"]
+        argv = [python or sys.executable, "-m", "torch.distributed.run", f"--nnodes={lc.nnodes}",
+                "--rdzv_backend=c10d", f"--rdzv_endpoint={lc.rdzv_endpoint}", f"--rdzv_id={lc.rdzv_id}"]
     argv += [f"--nproc_per_node={lc.nproc_per_node}", "-m", TRAINER_MODULES[lc.trainer],
              "--config", str(run_dir / layout.CONFIG_FILE), "--run-dir", str(run_dir)]
     if resume:
         argv.append("--resume")
     return argv
+
+
+def prepare_argv(run_dir: str | os.PathLike, *, python: str | None = None) -> list[str]:
+    """Token shards for the run's config, prepared before the one-file trainer starts (at once if they exist):
+    it only reads shards. A first preparation shows in the run's log, and a stop ends it."""
+    return [python or sys.executable, "-m", PREPARE_MODULE, "--config", str(Path(run_dir) / layout.CONFIG_FILE)]
 
 
 def cpu_count() -> int:
@@ -88,6 +99,8 @@ def trainer_env(cfg, run_dir: str | os.PathLike, *, base: dict | None = None,
         added["OMP_NUM_THREADS"] = str(lc.omp_num_threads)
     elif "OMP_NUM_THREADS" not in env:
         added["OMP_NUM_THREADS"] = str(max(1, (cores or cpu_count()) // lc.nproc_per_node))
+    if lc.nnodes == 1 and "GLOO_SOCKET_IFNAME" not in env:
+        added["GLOO_SOCKET_IFNAME"] = "lo"  # one machine: the ranks' gloo sockets on loopback, not the LAN
     added.update(lc.env)
     run_dir = Path(run_dir)
     added[layout.ENV_RUN_DIR] = str(run_dir)
@@ -127,26 +140,39 @@ def launch_run(store, *, config_path=None, toml_text: str | None = None, overrid
         data, source = {}, "(defaults)"
         name = name or "default"
     cfg = config_from_dict(apply_overrides(data, overrides), source)
+    if cfg.launch.backend == "slurm":
+        from tui_trainer.runs import slurm
+        slurm.preflight(store.root)  # before anything is created
 
     run = store.create(name)
-    if text is not None and not overrides and config_path is not None:
-        write_private(run.config_file, text)
-    else:
-        header = f"Resolved config for run {run.id}, from {source}"
-        if overrides:
-            header += "\nwith overrides: " + " ".join(overrides)
-        write_private(run.config_file, config_to_toml(cfg, header=header))
-        if text is not None:
-            write_private(run.dir / SOURCE_CONFIG_FILE, text)
-    start(run, cfg, resume=False)
+    with launch_lock(run.dir, run.id, "launch") as lock_fd:
+        if text is not None and not overrides and config_path is not None:
+            write_private(run.config_file, text)
+        else:
+            header = f"Resolved config for run {run.id}, from {source}"
+            if overrides:
+                header += "\nwith overrides: " + " ".join(overrides)
+            write_private(run.config_file, config_to_toml(cfg, header=header))
+            if text is not None:
+                write_private(run.dir / SOURCE_CONFIG_FILE, text)
+        start(run, cfg, resume=False, lock_fd=lock_fd)
     return run
 
 
 def resume_run(run):
-    """Relaunch a run that is not running into its own directory with --resume (newest checkpoint)."""
+    """Relaunch a run that is not running into its own directory with --resume (newest checkpoint).
+
+    Under the run's launch lock from the first look at its state to the supervisor's start: of several resumes
+    at once (CLI, console), one launches and the others are refused."""
+    with launch_lock(run.dir, run.id, "resume") as lock_fd:
+        _resume_locked(run, lock_fd)
+    return run
+
+
+def _resume_locked(run, lock_fd: int) -> None:
     status = derive_status(run.dir)
-    if status.state == RUNNING:
-        raise RunIsRunning(f"run {run.id} is still running — nothing to resume")
+    if status.state in (RUNNING, QUEUED):
+        raise RunIsRunning(f"run {run.id} is still {status.state} — nothing to resume")
     if not run.checkpoints():
         raise RunError(f"run {run.id} has no complete checkpoint in {run.checkpoint_dir} to resume from — "
                        f"start a new run instead (`gpt-console run {run.config_file}`)")
@@ -156,12 +182,15 @@ def resume_run(run):
     if newest >= cfg.schedule.max_steps:
         raise RunError(f"run {run.id} already trained all {cfg.schedule.max_steps} steps — to train it further, "
                        f"raise schedule.max_steps in {run.config_file} and resume again")
-    start(run, cfg, resume=True, previous_status=status)
-    return run
+    start(run, cfg, resume=True, previous_status=status, lock_fd=lock_fd)
 
 
-def start(run, cfg, *, resume: bool, previous_status: RunStatus | None = None) -> dict:
-    """Write launch.json, start the supervisor and wait until it has started torchrun. Returns launch.json."""
+def start(run, cfg, *, resume: bool, previous_status: RunStatus | None = None,
+          lock_fd: int | None = None) -> dict:
+    """Write launch.json, start the supervisor and wait until it has started torchrun. Returns launch.json.
+
+    ``lock_fd``: the run's launch lock (launch_lock.py), held by the caller; the supervisor inherits it and
+    holds it for the launch's lifetime."""
     previous = read_json(run.launch_file) or {}
     history = list(previous.pop("history", []) or [])
     if previous:
@@ -184,8 +213,14 @@ def start(run, cfg, *, resume: bool, previous_status: RunStatus | None = None) -
     }
     for stale in (run.status_file, run.dir / STOP_FILE):
         stale.unlink(missing_ok=True)
+    if cfg.launch.backend == "slurm":
+        return _submit_to_slurm(run, cfg, launch, resume=resume, env=added)
+    if cfg.launch.trainer == "onefile":  # it only reads shards (the modular trainer prepares them itself)
+        launch["prepare_argv"] = prepare_argv(run.dir)  # the supervisor runs this before torchrun
     write_json(run.launch_file, launch)
     run.log_file.parent.mkdir(mode=0o700, exist_ok=True)
+    if lock_fd is not None:
+        env = {**env, LOCK_FD_ENV: str(lock_fd)}
     with open_private_append(run.log_file) as log:
         log.write(f"=== gpt-console: launch {number} of {run.id} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
                   f"{' (resume)' if resume else ''}\n=== gpt-console: {' '.join(argv)}\n".encode())
@@ -193,7 +228,8 @@ def start(run, cfg, *, resume: bool, previous_status: RunStatus | None = None) -
         try:
             proc = subprocess.Popen([sys.executable, "-m", SUPERVISOR_MODULE, str(run.dir)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=env, close_fds=True, umask=0o077)
+                                    start_new_session=True, env=env, close_fds=True, umask=0o077,
+                                    pass_fds=() if lock_fd is None else (lock_fd,))
         except OSError as e:
             _launch_failed(run, number, f"could not start the supervisor: {e}")
     _children.append(proc)
@@ -211,6 +247,25 @@ def start(run, cfg, *, resume: bool, previous_status: RunStatus | None = None) -
         time.sleep(0.02)
     _launch_failed(run, number, f"torchrun did not start within {STARTUP_TIMEOUT_S:.0f} s (see {run.log_file})")
     raise AssertionError("unreachable")
+
+
+def _submit_to_slurm(run, cfg, launch: dict, *, resume: bool, env: dict[str, str]) -> dict:
+    """A Slurm launch: the job's batch script takes the supervisor's place (runs/slurm.py)."""
+    from tui_trainer.runs import slurm
+    if not (cfg.launch.omp_num_threads or "OMP_NUM_THREADS" in cfg.launch.env):
+        env.pop("OMP_NUM_THREADS", None)  # this host's core count says nothing about the nodes'
+    script = run.dir / slurm.SCRIPT_FILE
+    launch.update(argv=["sbatch", "--parsable", str(script)], env=env, backend="slurm")
+    write_json(run.launch_file, launch)
+    run.log_file.parent.mkdir(mode=0o700, exist_ok=True)
+    with open_private_append(run.log_file) as log:
+        log.write(f"=== gpt-console: launch {launch['launch']} of {run.id} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                  f"{' (resume)' if resume else ''}: submitting {script} to Slurm\n".encode())
+    try:
+        return slurm.submit(run, cfg, launch, resume=resume, module=TRAINER_MODULES[cfg.launch.trainer], env=env)
+    except RunError as e:
+        _launch_failed(run, launch["launch"], str(e))
+        raise
 
 
 def _launch_failed(run, number: int, message: str) -> None:
@@ -233,6 +288,10 @@ def request_stop(run) -> dict:
         raise RunNotRunning(f"run {run.id} is not running ({derive_status(run.dir).label})")
     write_json(run.dir / STOP_FILE, {"launch": launch.get("launch"), "requested_at": time.time(),
                                      "by": _user(), "pid": os.getpid()})
+    if launch.get("backend") == "slurm":
+        from tui_trainer.runs import slurm
+        slurm.request_stop(launch)
+        return launch
     if not procs.signal_process(launch.get("supervisor"), signal.SIGTERM):
         # Supervisor gone (killed): signal the ranks ourselves, torchrun only if no rank is known.
         sent = [procs.signal_process(w, signal.SIGTERM) for w in launch.get("workers") or []]
@@ -257,6 +316,10 @@ def kill_launch(run) -> list[int]:
     """SIGKILL every process of the current launch: ranks (each leads its own group), descendants of the
     supervisor and torchrun, and the supervisor's group. Returns the pids signalled."""
     launch = read_json(run.launch_file) or {}
+    if launch.get("backend") == "slurm":
+        from tui_trainer.runs import slurm
+        slurm.kill(launch)
+        return []
     entries = launch_processes(launch)
     stats = procs.all_stats()
     for root in (launch.get("supervisor"), launch.get("torchrun")):

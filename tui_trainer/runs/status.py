@@ -9,7 +9,6 @@ A final state found by derivation is written to status.json so the next look is 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -17,16 +16,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tui_trainer.channel import layout
+from tui_trainer.channel.follower import parse_event_line
+from tui_trainer.channel.diskfull import full_disk_reason
 from tui_trainer.runs import procs
 from tui_trainer.runs.files import read_json, tail_lines, write_json
 
 STOP_FILE = "stop.json"
 LOG_MARK = "=== gpt-console"  # lines the launcher and supervisor add to the trainer log
 RUNNING, FINISHED, FAILED, STOPPED, LOST, CREATED = "running", "finished", "failed", "stopped", "lost", "created"
+QUEUED = "queued"  # a Slurm job waiting for its allocation (runs/slurm.py)
 FINAL_STATES = (FINISHED, FAILED, STOPPED, LOST)
 TAIL_BYTES = 512 * 1024  # the end of a segment: run_end, the last error and the last step are in here
 # A run not started by us (manual torchrun into a run dir) counts as alive while heartbeats are this fresh.
 UNMANAGED_SILENCE_S = 60.0
+# launch.json names no process yet for this long at most (launcher.STARTUP_TIMEOUT_S, plus slack).
+LAUNCH_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -81,17 +85,8 @@ def segment_tail(events_file: Path, start: int = 0, max_bytes: int = TAIL_BYTES)
     lines = raw.split(b"\n")
     if begin > start:
         lines = lines[1:]  # the first line may be cut
-    out = []
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("type"), str):
-            out.append(event)
-    return out
+    # Schema-checked like every reader's events (channel/follower.py): garbage, too-deep or invalid lines drop out.
+    return [event for line in lines if (event := parse_event_line(line)) is not None]
 
 
 def _log_reason(run_dir: Path) -> str:
@@ -99,7 +94,7 @@ def _log_reason(run_dir: Path) -> str:
     lines = [line for line in tail_lines(run_dir / layout.TRAINER_LOG, 60)
              if not line.startswith(LOG_MARK) and line.strip("* ")]
     for line in reversed(lines):
-        if "Error" in line or "error:" in line or "Exception" in line:
+        if "Error" in line or "error:" in line or "Exception" in line or "disk full" in line:
             return line.strip()
     return lines[-1].strip() if lines else ""
 
@@ -116,14 +111,17 @@ def conclude(run_dir: Path, launch: dict, exit_code: int | None, *, source: str)
                  and isinstance(e.get("step"), int)), None)
     stop = read_json(run_dir / STOP_FILE)
     stop_requested = bool(stop) and stop.get("launch") == number
-    error_text = str(error.get("message", "")).strip().splitlines()[0] if error and error.get("message") else ""
+    error_text = _first_paragraph(str(error.get("message", ""))) if error and error.get("message") else ""
     now = time.time()
 
     if end is not None:
         state = str(end.get("status", "")) if end.get("status") in (FINISHED, STOPPED, FAILED) else FAILED
         reason = str(end.get("reason", "")) or state
         if state == FAILED and error_text and error_text not in reason:
-            reason = f"{reason}: {error_text}"
+            # run_end carries the error's first line cut short: then the whole line is the reason, once.
+            reason = error_text if error_text.startswith(reason) else f"{reason}: {error_text}"
+        if state == STOPPED and stop_requested:
+            reason = stopped_by_user(stop, reason)
         if exit_code not in (None, 0) and state != FAILED:
             reason += f" (torchrun exited with code {exit_code} afterwards)"
         return RunStatus(state, reason, exit_code, end.get("step", step), now, source, number)
@@ -132,6 +130,10 @@ def conclude(run_dir: Path, launch: dict, exit_code: int | None, *, source: str)
                                   "checkpoint and run_end (resume continues from the newest checkpoint)",
                          exit_code, step, now, source, number)
     detail = error_text or _log_reason(run_dir)
+    full = full_disk_reason(run_dir)  # a full disk ends a run as silently as the OOM killer: say which
+    if full:
+        return RunStatus(FAILED, full + (f"; last words: {detail}" if detail and detail not in full else ""),
+                         exit_code, step, now, source, number)
     if exit_code is None:
         rebooted = launch.get("boot_id") and procs.boot_id() and launch.get("boot_id") != procs.boot_id()
         why = ("the machine was rebooted while the run was going" if rebooted else
@@ -149,6 +151,21 @@ def conclude(run_dir: Path, launch: dict, exit_code: int | None, *, source: str)
                      exit_code, step, now, source, number)
 
 
+def stopped_by_user(stop: dict, trainer_reason: str) -> str:
+    """A stop someone asked for (console, CLI): say so, not just the SIGTERM the trainer saw."""
+    who = str(stop.get("by") or "").strip()
+    text = "stopped by the user" + (f" ({who})" if who else "")
+    if trainer_reason and not trainer_reason.startswith("signal ") and trainer_reason != "stop requested":
+        text += f": {trainer_reason}"
+    return text
+
+
+def _first_paragraph(text: str) -> str:
+    """Up to the first blank line, lines joined: "invalid config X:" alone says nothing, its next line does."""
+    paragraph = text.strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines() if line.strip())
+
+
 def launch_processes(launch: dict) -> list[dict]:
     """Stamps of every process of a launch: supervisor, torchrun and the ranks."""
     entries = [launch.get("supervisor"), launch.get("torchrun"), *(launch.get("workers") or [])]
@@ -156,6 +173,9 @@ def launch_processes(launch: dict) -> list[dict]:
 
 
 def any_alive(launch: dict) -> bool:
+    if launch.get("backend") == "slurm":
+        from tui_trainer.runs import slurm
+        return slurm.job_active(launch)
     return any(procs.is_alive(e) for e in launch_processes(launch))
 
 
@@ -171,10 +191,15 @@ def derive_status(run_dir: str | os.PathLike, *, persist: bool = True) -> RunSta
     number = int(launch.get("launch", 0) or 0)
     if final and final.get("launch") == number and final.get("state") in FINAL_STATES:
         return RunStatus.from_json(final)
+    if launch.get("backend") == "slurm":
+        from tui_trainer.runs import slurm
+        return slurm.derive(run_dir, launch, persist=persist)
     if any_alive(launch):
         stop = read_json(run_dir / STOP_FILE)
         stopping = bool(stop) and stop.get("launch") == number
         return RunStatus(RUNNING, "stopping" if stopping else "", source="process", launch=number)
+    if _starting(launch):
+        return RunStatus(RUNNING, "starting", source="launch", launch=number)
     status = conclude(run_dir, launch, None, source="derived")
     if persist:
         try:
@@ -182,6 +207,16 @@ def derive_status(run_dir: str | os.PathLike, *, persist: bool = True) -> RunSta
         except OSError:
             pass  # a read-only look (someone else's run dir) still gets the right answer
     return status
+
+
+def _starting(launch: dict) -> bool:
+    """launch.json is written before the supervisor exists, and the supervisor records itself a moment later:
+    in between, no process is known yet. That is a launch starting, not a lost run (and must not be persisted
+    as one) — unless it has been so for longer than a launch may take (the launcher then records a failure)."""
+    if launch.get("supervisor") is not None:
+        return False
+    started = launch.get("started_at")
+    return isinstance(started, (int, float)) and 0 <= time.time() - started < LAUNCH_GRACE_S
 
 
 def _unmanaged_status(run_dir: Path) -> RunStatus:
@@ -199,6 +234,9 @@ def _unmanaged_status(run_dir: Path) -> RunStatus:
     if time.time() - t < UNMANAGED_SILENCE_S:
         return RunStatus(RUNNING, "not launched by gpt-console; alive by its recent events", step=step,
                          source="events")
+    full = full_disk_reason(run_dir)
+    if full:
+        return RunStatus(FAILED, full, None, step, None, "derived")
     return RunStatus(LOST, "not launched by gpt-console and silent since "
                            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} without a run_end event",
                      step=step, source="events")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -15,8 +15,9 @@ from tui_trainer.channel import layout
 from tui_trainer.channel.follower import EventFollower
 from tui_trainer.channel.summary import RunSummary
 from tui_trainer.runs import ids
-from tui_trainer.runs.errors import AmbiguousRun, RunIsRunning, RunNotFound
+from tui_trainer.runs.errors import AmbiguousRun, RunNotFound
 from tui_trainer.runs.files import make_private_dir, read_json, tail_lines
+from tui_trainer.runs.removal import check_run_ref, delete_run_dir
 from tui_trainer.runs.status import RUNNING, RunStatus, derive_status
 
 ENV_RUNS_ROOT = "GPT_CONSOLE_RUNS"
@@ -162,19 +163,19 @@ class RunStore:
             entries = list(self.root.iterdir())
         except OSError:
             return []
-        runs = [Run(p) for p in entries if p.is_dir() and not p.name.startswith(".") and _looks_like_run(p)]
+        runs = [Run(p) for p in entries if not p.name.startswith(".") and is_run_dir(p)]
         return sorted(runs, key=lambda r: (r.created_at(), r.id), reverse=True)
 
     def get(self, ref: str) -> Run:
-        """The run with id ``ref``, or the only one whose id starts with it (or contains it, as a last resort)."""
-        ref = ref.strip().rstrip("/")
-        if not ref:
-            raise RunNotFound("no run id given — `gpt-console runs` lists them")
+        """The run with id ``ref``, or the only one whose id starts with it (or contains it, as a last resort).
+
+        A run id is one name from ``list()``: never a path, ``.``/``..``, or a symlink out of the root, so no
+        command (delete above all) can reach a directory that is not one of this root's runs.
+        """
+        ref = check_run_ref(ref)
         direct = self.root / ref
-        if "/" not in ref and direct.is_dir():
+        if is_run_dir(direct):
             return Run(direct)
-        if os.sep in ref and Path(ref).is_dir():  # a path to a run directory
-            return Run(ref)
         runs = self.list()
         for matcher in (lambda r: r.id.startswith(ref), lambda r: ref in r.id):
             found = [r for r in runs if matcher(r)]
@@ -201,12 +202,10 @@ class RunStore:
         raise AssertionError("unreachable")
 
     def delete(self, ref: str | Run) -> None:
-        """Remove a run directory and everything in it. Refuses while the run is running."""
+        """Remove one run directory of this root. Refuses a running (or launching) run, a directory that is
+        not one of this root's runs, and a run directory holding files gpt-console did not create."""
         run = ref if isinstance(ref, Run) else self.get(ref)
-        status = run.status()
-        if status.state == RUNNING:
-            raise RunIsRunning(f"run {run.id} is running — stop it first (`gpt-console stop {run.id}`)")
-        shutil.rmtree(run.dir)
+        delete_run_dir(self.root, run)
         with _summaries_lock:
             _summaries.pop(run.events_file, None)
 
@@ -216,5 +215,11 @@ class RunStore:
         return launch_run(self, config_path=config_path, toml_text=toml_text, overrides=overrides, name=name)
 
 
-def _looks_like_run(path: Path) -> bool:
+def is_run_dir(path: Path) -> bool:
+    """A real directory (a symlink could point anywhere) holding a config, events or launch file."""
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            return False
+    except (OSError, ValueError):
+        return False
     return any((path / f).exists() for f in (layout.CONFIG_FILE, layout.EVENTS_FILE, layout.LAUNCH_FILE))

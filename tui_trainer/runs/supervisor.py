@@ -9,7 +9,11 @@ argv from launch.json, then:
 - turns SIGTERM/SIGINT into SIGTERM for the ranks (torchrun only while no rank is known), so a stop is the
   trainer's graceful stop and torchrun exits 0; ignores SIGHUP;
 - when torchrun exits, SIGKILLs any rank still alive after a short grace (a rank outliving torchrun is an
-  orphan), then writes status.json from torchrun's exit code, the launch's events and any stop request.
+  orphan), then writes status.json from torchrun's exit code, the launch's events and any stop request;
+- holds the run's launch lock (launch_lock.py) from start to finish: inherited from the launcher, or taken
+  here when started by hand, so a second supervisor for the same run directory refuses to start;
+- writes nothing once the run directory has vanished (deleted under it): it asks the trainer to stop and
+  leaves the runs root as it found it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from pathlib import Path
 
 from tui_trainer.channel import layout
 from tui_trainer.runs import procs
+from tui_trainer.runs.errors import RunError
 from tui_trainer.runs.files import read_json, write_json
+from tui_trainer.runs.launch_lock import LOCK_FD_ENV, acquire
 from tui_trainer.runs.status import conclude
 
 ORPHAN_GRACE_S = 3.0
@@ -40,33 +46,58 @@ class Supervisor:
         self.launch = launch
         self.child: subprocess.Popen | None = None
         self.stop_signals = 0
+        self.lock_fd = _hold_launch_lock(run_dir)
+        self.vanished = False
 
     # --------------------------------------------------------------------------------------------- run
     def run(self) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
-        self.child = subprocess.Popen(self.launch["argv"], stdin=subprocess.DEVNULL, cwd=self.launch.get("cwd"))
-        self.launch.update(supervisor=procs.stamp(os.getpid()), torchrun=procs.stamp(self.child.pid),
-                           pgid=os.getpgid(0))
-        self._save()
-        if self.stop_signals:  # a stop that arrived while torchrun was being started
-            self._forward()
-        while True:
-            try:
-                code = self.child.wait(timeout=POLL_S)
-                break
-            except subprocess.TimeoutExpired:
-                self._discover_workers()
+        prepare = self.launch.get("prepare_argv")  # the token shards first, whichever trainer follows
+        code = self._supervise(prepare) if prepare else 0
+        if code == 0 and not self.stop_signals and self.run_dir.is_dir():
+            code = self._supervise(self.launch["argv"])
+        elif code != 0:
+            print(f"=== gpt-console: data preparation exited with code {code}; torchrun not started", flush=True)
         self._reap_orphans()
+        if not self.run_dir.is_dir():
+            print(f"=== gpt-console: torchrun exited with code {code}; run directory {self.run_dir} was "
+                  "deleted, nothing written back", flush=True)
+            return 0
         status = conclude(self.run_dir, self.launch, code, source="supervisor")
         write_json(self.run_dir / layout.STATUS_FILE, status.to_json())
         print(f"=== gpt-console: torchrun exited with code {code}; run {status.label}: {status.reason}",
               flush=True)
         return 0
 
+    def _supervise(self, argv: list[str]) -> int:
+        """Run ``argv`` (the data preparation, then torchrun) to its end. It is launch.json's "torchrun" while
+        it runs, so a stop or a kill reaches the preparation too."""
+        self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, cwd=self.launch.get("cwd"))
+        self.launch.update(supervisor=procs.stamp(os.getpid()), torchrun=procs.stamp(self.child.pid),
+                           pgid=os.getpgid(0))
+        self._save()
+        if self.stop_signals:  # a stop that arrived while it was being started
+            self._forward()
+        while True:
+            try:
+                return self.child.wait(timeout=POLL_S)
+            except subprocess.TimeoutExpired:
+                self._discover_workers()
+                self._check_run_dir()
+
     def _save(self) -> None:
-        write_json(self.launch_file, self.launch)
+        if self.run_dir.is_dir():  # a deleted run directory is not made again by writing into it
+            write_json(self.launch_file, self.launch)
+
+    def _check_run_dir(self) -> None:
+        """The run dir vanished: the trainer stops at its next step without saving; see that it does."""
+        if self.vanished or self.run_dir.is_dir():
+            return
+        self.vanished = True
+        os.write(1, b"=== gpt-console: the run directory was deleted, asking the trainer to stop\n")
+        self._forward()
 
     # ---------------------------------------------------------------------------------------- signals
     def _on_stop(self, signum, frame) -> None:
@@ -125,6 +156,16 @@ class Supervisor:
                     pass
 
 
+def _hold_launch_lock(run_dir: Path) -> int:
+    """The launch lock's descriptor: inherited from the launcher, else taken now (RunError if held)."""
+    inherited = os.environ.pop(LOCK_FD_ENV, "")  # popped: torchrun and the ranks have no business with it
+    if inherited.isdigit():
+        fd = int(inherited)
+        os.set_inheritable(fd, False)
+        return fd
+    return acquire(run_dir, run_dir.name, "supervise")
+
+
 def _trainer_module(argv: list[str]) -> str:
     """The module torchrun runs (after torchrun's own ``-m``), to tell rank processes from other children."""
     after = argv[3:]
@@ -136,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m tui_trainer.runs.supervisor RUN_DIR", file=sys.stderr)
         return 2
-    return Supervisor(Path(argv[0])).run()
+    try:
+        supervisor = Supervisor(Path(argv[0]))
+    except RunError as e:
+        print(f"gpt-console supervisor: {e}", file=sys.stderr)
+        return 1
+    return supervisor.run()
 
 
 if __name__ == "__main__":

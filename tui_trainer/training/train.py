@@ -18,15 +18,14 @@ from pathlib import Path
 
 from tui_trainer.channel.control import ControlInbox
 from tui_trainer.channel.layout import ENV_EVENTS, ENV_RUN_DIR, checkpoint_root, events_path
+from tui_trainer.channel.private_files import make_private_dir
 from tui_trainer.channel.writer import EventWriter
-from tui_trainer.training.lib.config import ConfigError, TrainingConfig, config_to_toml, load_config
+from tui_trainer.training.lib.config import TrainingConfig, config_to_toml, load_config
+from tui_trainer.training.lib.control_requests import FLAGS, handle_requests, wanted_flags
+from tui_trainer.training.lib.errors import is_user_error
 from tui_trainer.training.lib.signals import StopFlag, install_stop_handlers, set_parent_death_signal
-
-FLAGS = ("stop", "checkpoint", "sample", "eval")  # the control flags all ranks agree on after every step
-
-
-class UserError(RuntimeError):
-    """A problem the user can fix (shown as one paragraph, without a traceback)."""
+from tui_trainer.training.lib.startup import (PreparationStopped, from_rank0, grad_accum_steps_for,
+                                              load_hellaswag_on_all_ranks, prepare_shards, start_profiler)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     if under_torchrun():
         set_parent_death_signal()  # a SIGKILLed torchrun must not leave this worker training alone
     master = int(os.environ.get("RANK", "0")) == 0
+    if master:
+        make_private_dir(run_dir)  # 0700 whatever the umask of whoever started it (files: 0600)
     events = EventWriter(args.events or os.environ.get(ENV_EVENTS) or events_path(run_dir), enabled=master)
     ctx, progress, code = None, {"step": 0}, 1
     try:
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("run_end", status="stopped", reason=f"{stop.reason} while preparing data", step=0)
         code = 0
     except Exception as e:  # noqa: BLE001 - every failure ends the run with an error + run_end event
-        user_error = _is_user_error(e)
+        user_error = is_user_error(e)
         message = str(e) if user_error else f"{type(e).__name__}: {e}"
         events.emit("error", message=message, traceback="" if user_error else traceback.format_exc())
         events.emit("run_end", status="failed", reason=message.splitlines()[0][:300], step=progress["step"])
@@ -73,45 +74,36 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _is_user_error(e: Exception) -> bool:
-    from tui_trainer.training.lib.distributed import SetupError
-    from tui_trainer.training.lib.rundir import ResumeConflict
-    from tui_trainer.training.lib.sources import DataError
-    from tui_trainer.training.lib.tokenizer import TokenizerUnavailable
-    return isinstance(e, (UserError, ConfigError, DataError, TokenizerUnavailable, ResumeConflict, SetupError))
-
-
 def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: StopFlag,
           args: argparse.Namespace, progress: dict) -> int:
     import torch
     from tui_trainer.training import lib as L
     from tui_trainer.training.lib.checkpoint import gather_rng_states
+    from tui_trainer.training.lib.evaluation import NonFiniteOutput
+    from tui_trainer.training.lib.health import HealthMonitor
+    from tui_trainer.training.lib.memory_check import check_memory
     from tui_trainer.training.lib.rundir import checkpoint_to_resume, save_resolved_config
-    from tui_trainer.training.lib.step import agree, train_step
+    from tui_trainer.training.lib.step import agree_with_figures, train_step, weights_finite
+    from tui_trainer.training.lib.system_metrics import SystemMetrics
 
     world, master, device = ctx.world_size, ctx.is_master, ctx.device
     if device.type == "cpu":
         from tui_trainer.training.lib.cpu_memory import keep_freed_memory
         keep_freed_memory()  # big tensors reuse freed memory instead of page-faulting afresh every step
-    if cfg.optim.total_batch_size % (cfg.optim.micro_batch_size * cfg.model.block_size * world):
-        raise UserError(f"optim.total_batch_size = {cfg.optim.total_batch_size} is not a multiple of "
-                        f"micro_batch_size × block_size × {world} ranks; change it or the number of ranks.")
-    accum = L.grad_accum_steps(cfg, world)
+    accum = grad_accum_steps_for(cfg, world)  # a user error when the batch does not split over the ranks
+    check_memory(cfg, device)  # before anything big is allocated: refuse a config that cannot fit
     if cfg.system.threads:
         torch.set_num_threads(cfg.system.threads)
     dtype, autocast = L.configure_precision(cfg.system.dtype, cfg.system.tf32, device)
     ckpt_root, cfg_dict, cfg_toml = checkpoint_root(run_dir), L.config_to_dict(cfg), config_to_toml(cfg)
 
     resume = args.resume or cfg.checkpoint.resume == "auto"
-    resume_from = _from_rank0(ctx, lambda: checkpoint_to_resume(ckpt_root, resume))
+    resume_from = from_rank0(ctx, lambda: checkpoint_to_resume(ckpt_root, resume))
     if master:
         kept = save_resolved_config(run_dir, cfg_toml)
         if kept:
             events.emit("log", level="info", message=f"the run's previous config.toml is kept as {kept}")
-    if ctx.local_rank == 0:  # one preparer per machine (nodes need not share a filesystem)
-        L.ensure_shards(cfg, progress=_prepare_reporter(events, stop))
-    else:
-        _wait_for_shards(cfg, stop)
+    prepare_shards(cfg, ctx, events, stop)  # when the launcher has not already (python -m ... alone)
     enc = L.get_tokenizer()
     train_loader, val_loader = L.build_dataloaders(cfg, ctx.rank, world)
 
@@ -129,9 +121,9 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
         start, tokens, evals_done = state["step"], state["tokens"], state.get("evals_done", True)
         del state
     progress["step"] = start
-    # Only the training forward is compiled; evaluation and sampling use the raw module (same weights).
-    model = L.wrap_ddp(torch.compile(raw_model) if cfg.system.compile else raw_model, ctx)
-    hellaswag = _load_hellaswag(cfg, events) if cfg.eval.hellaswag_every else None
+    # DDP, then compile over it (so all-reduces overlap the backward); evaluation and sampling use raw_model.
+    model = L.wrap_for_training(raw_model, ctx, compile=cfg.system.compile)
+    hellaswag = load_hellaswag_on_all_ranks(cfg, ctx, events) if cfg.eval.hellaswag_every else None
 
     name = L.device_name(device)
     # Rank 0 reports MFU. On a CPU its first run measures the peak (~1 s, then cached): the others wait meanwhile.
@@ -154,8 +146,12 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     def sample(done: int, prompt: str, source: str) -> None:
         if master:  # sampling needs no other rank
             s = cfg.sample
-            texts = L.generate_samples(raw_model, enc, prompt, s.count, s.max_tokens, s.top_k, s.temperature,
-                                       s.seed, device, autocast)
+            try:
+                texts = L.generate_samples(raw_model, enc, prompt, s.count, s.max_tokens, s.top_k,
+                                           s.temperature, s.seed, device, autocast)
+            except NonFiniteOutput as e:  # a diverged model: say so, never crash the run over a sample
+                events.emit("log", level="warning", message=f"step {done}: {e}")
+                return
             events.emit("sample", step=done, prompt=prompt, texts=texts, source=source)
 
     def checkpoint(done: int, reason: str) -> None:
@@ -175,8 +171,15 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
 
     inbox = ControlInbox(run_dir) if master else None
     fpt = L.flops_per_token(cfg)
+    # Each rank samples on a thread; the figures ride in agree's all-reduce to rank 0 (system_metrics.py).
+    system = SystemMetrics.start(cfg.system.metrics_seconds, ctx.rank, world, device, master=master)
+    mirror = None
+    if master and cfg.log.tensorboard:  # follows events.jsonl on its own thread (export/tensorboard_live.py)
+        from tui_trainer.export.tensorboard_live import start_mirror
+        mirror = start_mirror(run_dir, events.path, start_step=start, carry_evals=evals_done, events=events)
     status, reason = "finished", f"reached max_steps = {max_steps}"
-    profiler = _profiler(run_dir) if args.profile and master else None
+    health, failure = HealthMonitor.from_config(cfg), ""  # diverging runs (lib/health.py), a lost event log
+    profiler = start_profiler(run_dir) if args.profile and master else None
     done = start
     while True:
         if done > start or not evals_done:  # a checkpoint may have been saved after this step's evaluations
@@ -197,13 +200,23 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
                                     grad_clip=cfg.optim.grad_clip, device=device, autocast=autocast,
                                     distributed=ctx.is_distributed)
         requests = inbox.poll() if inbox else []
-        valid = [r for r in requests if "error" not in r]
-        if inbox and not stop.requested and not run_dir.is_dir():
-            stop.set("run directory deleted")  # nobody can follow this run any more: save it and end
-        wanted = [stop.requested or any(r["action"] == "stop" for r in valid)]
-        wanted += [any(r["action"] == flag for r in valid) for flag in FLAGS[1:]]
-        loss, norm, agreed = agree(loss_t, norm_t, wanted, world_size=world, distributed=ctx.is_distributed)
+        vanished = bool(inbox) and not run_dir.is_dir()  # deleted under us: end, and write nothing back
+        if vanished and not stop.requested:
+            stop.set("run directory deleted")
+        if master and events.write_failure and not stop.requested:  # no event log, no run: save it, fail
+            stop.set(events.write_failure)
+            failure = events.write_failure
+        wanted = wanted_flags(requests, stop=stop.requested, vanished=vanished)
+        loss, norm, agreed, figures = agree_with_figures(
+            loss_t, norm_t, wanted, system.slots() if system else [], world_size=world,
+            distributed=ctx.is_distributed)
         act = dict(zip(FLAGS, agreed))
+        for alert in health.observe(done, loss, norm):  # agreed numbers: every rank reaches the same verdict
+            events.emit("alert", **alert)
+        if health.failure:
+            act["stop"], failure = True, health.failure
+            if not weights_finite(raw_model):  # nothing finite left to save: the newest checkpoint is the state
+                failure += "; the weights themselves are no longer finite, so no checkpoint was written"
         dt = time.time() - t0  # training only: evaluation, sampling and checkpoints happen outside t0..dt
         tokens += cfg.optim.total_batch_size
         done += 1
@@ -217,100 +230,29 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
             if master:
                 print(f"step {done - 1:6d} | loss {loss:.4f} | lr {lr:.3e} | norm {norm:.3f} | "
                       f"dt {dt * 1000:.0f}ms | tok/s {tok_per_s:,.0f}", flush=True)
+        if system:
+            system.report(events, done, figures)
 
         # Control requests act here, at the step boundary, on every rank at once.
-        for r in requests:
-            if "error" in r:
-                events.emit("control_ack", id=r["id"], action=r["action"], step=done, ok=False, message=r["error"])
-        if act["eval"]:
-            evaluate(done, with_hellaswag=True)
-        for r in (r for r in valid if r["action"] == "sample"):
-            sample(done, r.get("prompt") or cfg.sample.prompt, "control")
-        if act["checkpoint"] and not act["stop"]:
-            checkpoint(done, "control")
-        for r in (r for r in valid if r["action"] != "stop"):
-            events.emit("control_ack", id=r["id"], action=r["action"], step=done, ok=True, message="done")
+        handle_requests(requests, act, done, events, evaluate=evaluate, sample=sample, checkpoint=checkpoint,
+                        prompt=cfg.sample.prompt,
+                        save_on_stop=not act["vanished"] and "no checkpoint" not in failure)
         if act["stop"]:
-            checkpoint(done, "stop")
-            for r in (r for r in valid if r["action"] == "stop"):
-                events.emit("control_ack", id=r["id"], action="stop", step=done, ok=True, message="stopped")
-            status = "stopped"
-            reason = stop.reason or "stop requested"
+            status = "failed" if failure else "stopped"
+            reason = failure or stop.reason or "stop requested"
             break
     if profiler:
         profiler.stop()
         events.emit("log", level="info", message=f"profiler trace written to {run_dir / 'profile'}")
+    if system:
+        system.stop()
     events.emit("run_end", status=status, reason=reason, step=done)
+    if mirror:
+        mirror.stop()  # after run_end: it writes what is left of this process's events
     if master:
-        print(f"run {status} at step {done}: {reason}", flush=True)
-    return 0
-
-
-def _from_rank0(ctx, compute):
-    """Rank 0 computes; every rank gets the result (or rank 0's exception, so all ranks fail alike)."""
-    result: list = [None, None]
-    if ctx.is_master:
-        try:
-            result[0] = compute()
-        except Exception as e:  # noqa: BLE001 - re-raised on every rank below
-            result[1] = e
-    if ctx.is_distributed:
-        import torch.distributed as dist
-        dist.broadcast_object_list(result, src=0)
-    if result[1] is not None:
-        raise result[1]
-    return result[0]
-
-
-def _load_hellaswag(cfg: TrainingConfig, events: EventWriter):
-    from tui_trainer.training.lib.hellaswag import load_hellaswag
-    try:
-        return load_hellaswag(cfg)  # already cut to eval.hellaswag_examples
-    except Exception as e:  # noqa: BLE001 - no data (offline, bad path) must not stop training
-        events.emit("log", level="warning", message=f"HellaSwag skipped for this run: {e}")
-        return None
-
-
-class PreparationStopped(Exception):
-    """SIGTERM/SIGINT arrived while the data was being prepared (nothing half-written is kept)."""
-
-
-def _wait_for_shards(cfg: TrainingConfig, stop: StopFlag) -> None:
-    """Wait for this machine's local rank 0 to prepare the shards. A file poll, not a collective: preparing a
-    large corpus can take longer than any collective timeout. If rank 0 fails, torchrun stops this rank."""
-    from tui_trainer.training.lib.shards import ensure_shards, list_shards, resolve_shard_dir
-    shard_dir = resolve_shard_dir(cfg)
-    while not (list_shards(shard_dir, "val") and list_shards(shard_dir, "train")):
-        if stop.requested:
-            raise PreparationStopped()
-        time.sleep(0.5)
-    ensure_shards(cfg)  # the same checks as rank 0's; returns at once
-
-
-def _prepare_reporter(events: EventWriter, stop: StopFlag):
-    """Progress of a first-time data preparation: a log event and a stderr line every few seconds. A stop
-    request ends the preparation (its temp dir is removed) instead of waiting hours for it."""
-    last = [0.0]
-
-    def report(p) -> None:
-        if stop.requested:
-            raise PreparationStopped()
-        if p.done or time.monotonic() - last[0] >= 5.0:
-            last[0] = time.monotonic()
-            message = (f"preparing {p.source} shards: {p.documents:,} documents, {p.tokens:,} tokens, "
-                       f"{p.elapsed:.0f}s" + (" — done" if p.done else ""))
-            events.emit("log", level="info", message=message)
-            print(message, file=sys.stderr, flush=True)
-    return report
-
-
-def _profiler(run_dir: Path):
-    import torch
-    prof = torch.profiler.profile(
-        schedule=torch.profiler.schedule(wait=1, warmup=1, active=3, repeat=1),
-        on_trace_ready=torch.profiler.tensorboard_trace_handler(str(run_dir / "profile")), record_shapes=True)
-    prof.start()
-    return prof
+        print(f"run {status} at step {done}: {reason}", flush=True,
+              file=sys.stderr if status == "failed" else sys.stdout)
+    return 1 if status == "failed" else 0
 
 
 if __name__ == "__main__":

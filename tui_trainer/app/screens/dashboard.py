@@ -12,57 +12,60 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal
+from textual.containers import Grid, Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from tui_trainer.app.chart_render import PALETTE, ChartOptions, ChartSpec, Line
+from tui_trainer.app.chart_catalog import CHARTS, chart_info, run_specs, sync_specs
+from tui_trainer.app.chart_render import ChartOptions, ChartSpec
 from tui_trainer.app.feed import RunFeed
+from tui_trainer.app.format import ack_sentence
 from tui_trainer.app.messages import RunUpdated
-from tui_trainer.app.run_view import HELLASWAG_GPT2_124M, HELLASWAG_RANDOM, RunView
+from tui_trainer.app.run_view import RunView
 from tui_trainer.app.screens.dialogs import PromptDialog
 from tui_trainer.app.series import X_AXES
 from tui_trainer.app.widgets.chart import MetricChart
-from tui_trainer.app.widgets.run_panels import (ErrorBanner, LinePane, RunHeader, SamplesPanel, effective_status,
-                                                event_line, hellaswag_title)
+from tui_trainer.app.widgets.run_panels import (ErrorBanner, LinePane, RunHeader, SamplesPanel, ViewStrip,
+                                                effective_status, event_line, hellaswag_skipped_message)
+from tui_trainer.app.widgets.system_strip import SystemStrip
 
+COMPACT_BELOW = (110, 32)  # columns, rows: under either, one panel at a time (z switches)
+TALL_FROM = 45             # rows: from here the charts take more of the height than the text panels
 ACK_PATIENCE = 120.0  # seconds before an unanswered control request is reported
 MIN_REDRAW_SECONDS = 0.2  # at most five redraws a second however fast events come (replay, bursts)
 
 
 def chart_specs(view: RunView) -> dict[str, ChartSpec]:
-    s = view.series
-    return {
-        "chart-loss": ChartSpec("loss", [Line("train", s["train_loss"], PALETTE[0]),
-                                         Line("val", s["val_loss"], PALETTE[1], sparse=True)]),
-        "chart-lr": ChartSpec("learning rate", [Line("lr", s["lr"], PALETTE[2])]),
-        "chart-hellaswag": ChartSpec(hellaswag_title(view), [Line("acc_norm", s["hellaswag"], PALETTE[3],
-                                                                  sparse=True)],
-                                     hlines=[(HELLASWAG_RANDOM, "random", (150, 150, 150)),
-                                             (HELLASWAG_GPT2_124M, "GPT-2 124M", (90, 210, 120))],
-                                     ylim=(0.2, 0.32)),
-        "chart-toks": ChartSpec("tok/s", [Line("tok/s", s["tok_per_s"], PALETTE[5])]),
-        "chart-grad": ChartSpec("grad norm", [Line("grad norm", s["grad_norm"], PALETTE[4])]),
-    }
+    return run_specs(view)  # which charts and what each draws: app/chart_catalog.py (C1)
 
 
 class DashboardScreen(Screen):
     BINDINGS = [
+        # Runs, Help and Quit first: a narrow footer cuts from the right, and these must stay reachable.
+        Binding("escape", "back", "Runs"),
+        Binding("f1,question_mark", "app.help", "Help"),
+        Binding("ctrl+q", "app.quit", "Quit"),
         Binding("s", "stop", "Stop"),
-        Binding("k", "checkpoint", "Checkpoint"),
+        Binding("k", "checkpoint", "Ckpt"),
         Binding("p", "sample", "Sample"),
         Binding("e", "evaluate", "Eval"),
         Binding("r", "resume", "Resume"),
-        Binding("m", "toggle_ema", "EMA"),
-        Binding("l", "toggle_log", "Log-y"),
-        Binding("x", "cycle_x", "X axis"),
+        Binding("n", "edit_as_new", "Edit as new run"),
+        Binding("z", "toggle_compact", "Layout"),
+        Binding("v", "next_view", "Next view", show=False),
+        *[Binding(str(i + 1), f"show_view({i})", f"Chart: {info.title} (one at a time)", show=False)
+          for i, info in enumerate(CHARTS[:9])],
+        Binding("a", "show_samples", "Samples"),
+        Binding("o", "show_logs", "Output", show=False),
+        Binding("m", "toggle_ema", "EMA", show=False),
+        Binding("l", "toggle_log", "Log-y", show=False),
+        Binding("x", "cycle_x", "X axis", show=False),
         Binding("left_square_bracket", "scrub(-1)", "Older sample", show=False),
         Binding("right_square_bracket", "scrub(1)", "Newer sample", show=False),
         Binding("left_curly_bracket", "scrub_first", "First sample", show=False),
         Binding("right_curly_bracket", "scrub_follow", "Newest sample (follow)", show=False),
         Binding("t", "next_prompt", "Next prompt", show=False),
-        Binding("escape", "back", "Runs"),
     ]
 
     def __init__(self, run) -> None:
@@ -75,15 +78,20 @@ class DashboardScreen(Screen):
         self._specs = chart_specs(self.view)
         self._last_draw = 0.0
         self._redraw_timer = None
+        self.compact_choice: bool | None = None  # None: decided by the terminal size (z chooses)
+        self.compact = False
+        self.current_view = 0                   # compact mode: index in views() (charts, samples, output)
+        self._offers: tuple | None = None       # what the footer offered last (state, resumable)
 
     def compose(self) -> ComposeResult:
-        yield RunHeader(id="run-header")
-        yield ErrorBanner(id="error-banner")
+        with Vertical(id="dash-top"):  # one docked block: header, strips, banner stay put, in this order
+            yield RunHeader(id="run-header")
+            yield SystemStrip(id="system-strip")
+            yield ViewStrip(id="view-strip")
+            yield ErrorBanner(id="error-banner")
         with Grid(id="charts"):
             for chart_id, spec in self._specs.items():
-                yield MetricChart(spec, lock=self.view.lock, id=chart_id,
-                                  empty_message="no HellaSwag evaluation yet" if "hellaswag" in chart_id else
-                                  "waiting for the first step…")
+                yield MetricChart(spec, lock=self.view.lock, id=chart_id, empty_message=chart_info(chart_id).empty)
         with Horizontal(id="bottom"):
             yield SamplesPanel(id="samples")
             with TabbedContent(id="logs"):
@@ -95,6 +103,8 @@ class DashboardScreen(Screen):
 
     def on_mount(self) -> None:
         self.query_one(ErrorBanner).display = False
+        self.query_one(SystemStrip).display = False
+        self._apply_layout()
         self._update()
         self._follow()
         self.set_interval(1.0, self._tick)
@@ -131,15 +141,23 @@ class DashboardScreen(Screen):
         self._last_draw = time.monotonic()
         view, status = self.view, self.feed.status
         self.query_one(RunHeader).show(view, status)
-        self.query_one(ErrorBanner).show(view, status, self.feed.read_error)
+        self.query_one(ErrorBanner).show(view, status, self.feed.read_error, self.feed.resume_from)
+        strip = self.query_one(SystemStrip)
+        strip.display = view.system is not None
+        strip.show(view)
+        self._refresh_offers()
         with view.lock:
-            self._specs["chart-hellaswag"].title = hellaswag_title(view)
-            resumes = view.resume_steps()
+            skipped = "" if view.hellaswag_points else view.hellaswag_skipped
+            sync_specs(self._specs, view)
             logs, logs_total = list(view.logs), view.logs_total
             output, output_total = list(self.feed.output.lines), self.feed.output.total
             acks = {rid: view.acks[rid] for rid in self.pending if rid in view.acks}
+        hellaswag = self.query_one("#chart-hellaswag", MetricChart)
+        wanted = hellaswag_skipped_message(skipped) if skipped else chart_info("chart-hellaswag").empty
+        if hellaswag.empty_message != wanted:
+            hellaswag.empty_message = wanted
+            hellaswag.set_spec(hellaswag.spec)  # drops the cached frame so the new words show
         for chart in self.query(MetricChart):
-            chart.spec.resume_steps = resumes
             chart.refresh_if_changed()
         self.query_one(SamplesPanel).show(view)
         self.query_one("#output", LinePane).append_new(output, output_total)
@@ -147,9 +165,10 @@ class DashboardScreen(Screen):
         for request_id, ack in acks.items():
             action, _ = self.pending.pop(request_id)
             ok = bool(ack.get("ok"))
-            detail = f": {ack['message']}" if ack.get("message") else ""
-            self.notify(f"{action} {'done' if ok else 'refused'} at step {ack.get('step')}{detail}",
-                        severity="information" if ok else "warning")
+            if action == "sample" and not ok:
+                self._samples().browser.cancel_request()
+                self._samples().show(view)
+            self.notify(ack_sentence(ack), severity="information" if ok else "warning")
 
     # ------------------------------------------------------------------------------------------ charts
     def _set_options(self, **changes: Any) -> None:
@@ -196,16 +215,39 @@ class DashboardScreen(Screen):
     def _is_running(self) -> bool:
         state, label, _ = effective_status(self.view, self.feed.status)
         if state != "running":
-            self.notify(f"{self.run.id} is not running ({label}). Press r to resume it from its newest "
-                        "checkpoint.", severity="warning")
+            self.notify(f"{self.run.id} is not running ({label}).", severity="warning")
             return False
         return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Offer a key only where it works: control keys while the run runs, r where a resume can start."""
+        state = effective_status(self.view, self.feed.status)[0]
+        if action in ("stop", "checkpoint", "sample", "evaluate"):
+            return state == "running"
+        if action == "resume":
+            return self.feed.resume_from is not None
+        if action == "edit_as_new":
+            return state not in ("running", "queued")
+        return True
+
+    def _refresh_offers(self) -> None:
+        offers = (effective_status(self.view, self.feed.status)[0], self.feed.resume_from)
+        if offers != self._offers:
+            self._offers = offers
+            self.refresh_bindings()
+
+    def action_edit_as_new(self) -> None:
+        self.app.open_run_config(self.run.id)
 
     def action_stop(self) -> None:
         if self._is_running():
             self.app.confirm_stop(self.run.id)
 
     def action_resume(self) -> None:
+        if self.feed.resume_from is None:  # the palette reaches this even where the key is not offered
+            self.notify(f"{self.run.id} has nothing to resume: running, finished, or no checkpoint.",
+                        severity="warning")
+            return
         self.app.resume_run(self.run.id)
 
     def action_checkpoint(self) -> None:
@@ -224,6 +266,10 @@ class DashboardScreen(Screen):
 
         def chosen(prompt: str | None) -> None:
             if prompt is not None:
+                prompt = prompt or default  # an emptied box samples the config's prompt, as the trainer does
+                with self.view.lock:
+                    self._samples().browser.request(self.view.samples, prompt)
+                self._samples().show(self.view)
                 self._control("sample", prompt=prompt)
 
         self.app.push_screen(PromptDialog("Sample now — prompt", value=default,
@@ -234,6 +280,8 @@ class DashboardScreen(Screen):
         try:
             request_id = self.run.send_control(action, **payload)
         except Exception as e:  # RunNotRunning and friends carry a user-facing sentence
+            if action == "sample":
+                self._samples().browser.cancel_request()
             self.app.call_from_thread(self.notify, str(e), severity="error", timeout=8)
             return
         self.app.call_from_thread(self._sent, request_id, action)
@@ -245,6 +293,63 @@ class DashboardScreen(Screen):
     def action_back(self) -> None:
         self.app.action_show_runs()
 
+    # ------------------------------------------------------------------------------------------ layout
+    def views(self) -> list[tuple[str, str]]:
+        """(widget id, short name) of what the compact layout shows one at a time: charts, samples, output."""
+        return [(chart_id, chart_info(chart_id).name) for chart_id in self._specs] + [
+            ("samples", "samples"), ("logs", "output")]
+
+    def on_resize(self, event) -> None:
+        self._apply_layout()
+        self.query_one(RunHeader).show(self.view, self.feed.status)
+
+    def _apply_layout(self) -> None:
+        size = self.size if self.size.width else self.app.size
+        auto = size.width < COMPACT_BELOW[0] or size.height < COMPACT_BELOW[1]
+        self.compact = auto if self.compact_choice is None else self.compact_choice
+        self.set_class(self.compact, "-compact")
+        self.set_class(size.height >= TALL_FROM, "-tall")
+        chart_ids = list(self._specs)
+        view_id = self.views()[self.current_view][0]
+        for chart in self.query(MetricChart):
+            chart.set_class(chart.id == view_id, "-current")
+        self.set_class(view_id in chart_ids, "-view-chart")
+        self.set_class(view_id == "samples", "-view-samples")
+        self.set_class(view_id == "logs", "-view-logs")
+        self.query_one(ViewStrip).show(self.views(), self.current_view)
+
+    def action_toggle_compact(self) -> None:
+        self.compact_choice = not self.compact
+        self._apply_layout()
+        self.notify("Layout: one panel at a time (1-6 charts, a samples, o output)" if self.compact else
+                    "Layout: every chart at once", timeout=3)
+
+    def action_show_view(self, index: int) -> None:
+        if index >= len(self._specs):
+            return
+        if not self.compact:  # a chart key in the full layout zooms into that chart
+            self.compact_choice = True
+        self.current_view = index
+        self._apply_layout()
+
+    def action_next_view(self) -> None:
+        if not self.compact:
+            self.compact_choice = True
+        self.current_view = (self.current_view + 1) % len(self.views())
+        self._apply_layout()
+
+    def action_show_samples(self) -> None:
+        self._show_named("samples")
+
+    def action_show_logs(self) -> None:
+        self._show_named("logs")
+
+    def _show_named(self, view_id: str) -> None:
+        self.current_view = [v for v, _ in self.views()].index(view_id)
+        self._apply_layout()
+        if not self.compact:  # everything is on screen already: put the keyboard there
+            (self._samples() if view_id == "samples" else self.query_one("#logs")).focus()
+
     def palette_commands(self) -> list[tuple[str, str, Any]]:
         return [
             ("Stop run", "Graceful stop: the trainer checkpoints, then exits", self.action_stop),
@@ -252,6 +357,9 @@ class DashboardScreen(Screen):
             ("Sample now…", "Generate text from a prompt you type", self.action_sample),
             ("Evaluate now", "Validation loss and HellaSwag at the next step boundary", self.action_evaluate),
             ("Resume run", "Continue a stopped/failed/lost run from its newest checkpoint", self.action_resume),
+            ("Edit as new run", "This run's config in the editor, as a new run", self.action_edit_as_new),
+            ("Toggle layout", "One chart at a time (compact) or every chart at once", self.action_toggle_compact),
+            ("Show samples", "The samples panel (compact layout: instead of the chart)", self.action_show_samples),
             ("Toggle EMA smoothing", "Smoothed line over a faint raw line", self.action_toggle_ema),
             ("Toggle log-y", "Logarithmic y axis on every chart", self.action_toggle_log),
             ("Cycle x axis", "step → tokens → wall time", self.action_cycle_x),

@@ -12,8 +12,14 @@ from textual.widgets import Label, Static
 
 SCREEN_NOTES = {
     "Runs": "Every run under the runs root, refreshed every second. A run keeps going when you close the console.",
-    "Config editor": "Form and raw TOML stay in sync; problems are the trainer's own validation. Save keeps your "
-                     "comments. F5 launches after a confirmation.",
+    "Config editor": "Form and raw TOML stay in sync; problems are the trainer's own validation, "
+                     "warnings are this machine's preflight (GPUs or cores, memory, packages). Save keeps "
+                     "your comments. F5 launches after a confirmation and opens the run; unsaved edits wait "
+                     "for you (F4).\nMoving around the form: Tab / Shift-Tab go field to field; Ctrl-F finds "
+                     "a key by name or help text (\"max_steps\", \"warmup\") and jumps to it; PageUp, "
+                     "PageDown and the mouse wheel scroll; Enter opens a choice list, Space flips a switch. "
+                     "F6 cycles Form → TOML → Diff (the TOML view starts at a syntax error). Under 110 "
+                     "columns the checks fold into one line: F7 shows them.",
     "Run dashboard": "Replays the run's event log, then follows it live. Control keys act at the next step "
                      "boundary on every rank and are acknowledged in the log pane.",
     "Compare": "Overlays the marked runs' losses and HellaSwag.",

@@ -1,4 +1,7 @@
-"""A chart widget over live Series: redraws only when its data, options, size or theme changed."""
+"""A chart widget over live Series: redraws only when its data, options, size or theme changed.
+
+The frame (chart_render, drawn with plotext) is exactly the widget's content size, so a chart sizes itself to
+whatever the layout gives it and never paints outside it."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ class MetricChart(Widget):
     MetricChart {
         width: 1fr;
         height: 1fr;
-        min-height: 8;
+        min-height: 5;  /* below 16×5 a chart shows its last values as text (chart_render) */
         background: $surface;
         /* Frames are laid out cell by cell: wrapping would strip the leading spaces that position them. */
         text-wrap: nowrap;
@@ -29,7 +32,7 @@ class MetricChart(Widget):
     """
 
     def __init__(self, spec: ChartSpec, *, lock: threading.RLock | None = None,
-                 empty_message: str = "waiting for data…", id: str | None = None,
+                 empty_message: str = "waiting for data...", id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.spec = spec
@@ -50,8 +53,9 @@ class MetricChart(Widget):
             self.refresh()
 
     def data_key(self) -> tuple:
-        return tuple((line.label, len(line.series), line.series.version) for line in self.spec.lines) + (
-            tuple(self.spec.resume_steps),)
+        spec = self.spec
+        return tuple((line.label, len(line.series), line.series.version) for line in spec.lines) + (
+            tuple(spec.resume_steps), spec.title, tuple(spec.alerts), tuple(spec.hlines))
 
     def refresh_if_changed(self) -> None:
         """Called when new events arrived; a chart whose series did not move is not redrawn."""

@@ -178,8 +178,11 @@ class ConfigForm(VerticalScroll):
             self.ready = True
             self.post_message(self.Ready())
             return
-        await self.mount(FormSection(SECTIONS[index], self._state))
-        self.call_after_refresh(self._mount_next, index + 1)
+        # The first section alone (it fills the first screen), then the rest in one go: one layout pass for
+        # all of them instead of one per section, which on a loaded machine took seconds.
+        upto = index + 1 if index == 0 else len(SECTIONS)
+        await self.mount_all([FormSection(section, self._state) for section in SECTIONS[index:upto]])
+        self.call_after_refresh(self._mount_next, upto)
 
     def rows(self) -> list[FieldRow]:
         return list(self.query(FieldRow))

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "cpu_has_native_bf16": "precision",
     "DistContext": "distributed", "setup_distributed": "distributed", "teardown_distributed": "distributed",
     "wrap_ddp": "distributed", "barrier": "distributed", "resolve_device": "distributed",
+    "wrap_for_training": "distributed",
     "save_checkpoint": "checkpoint", "load_checkpoint": "checkpoint", "gather_rng_states": "checkpoint",
     "capture_rng_state": "checkpoint", "restore_rng_state": "checkpoint",
     "find_latest_checkpoint": "checkpoint_dirs", "list_checkpoints": "checkpoint_dirs",

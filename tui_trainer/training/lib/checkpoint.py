@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from tui_trainer.channel.diskfull import DiskFull, free_bytes, is_disk_full
+from tui_trainer.channel.private_files import make_private_dir, open_private
+
 from .checkpoint_dirs import (CHECKPOINT_FILE, CONFIG_FILE, META_FILE, TMP_PREFIX, checkpoint_dir_name,  # noqa: F401
                               find_latest_checkpoint, is_complete, list_checkpoints, prune_checkpoints)
 
@@ -81,25 +84,32 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
     """Write checkpoint ``step`` under ``root`` (the run's checkpoints/ dir) atomically; prune to keep_last.
 
     If a complete checkpoint for this step already exists (e.g. a stop right after a scheduled save), it is
-    the same state and is kept as is.
+    the same state and is kept as is. A write that fails leaves nothing behind (its temp dir is removed, the
+    earlier checkpoints are untouched); out of space, it raises DiskFull with the room left and needed.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_dir_name(step)
     if is_complete(final):
         return final
     tmp = root / f"{TMP_PREFIX}{checkpoint_dir_name(step)}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     payload = {
         "format": CHECKPOINT_FORMAT, "trainer": trainer, "step": step, "tokens": tokens,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "data": data_state,
         "rng": rng, "world_size": len(rng), "config": config, "evals_done": evals_done,
     }
-    _write_synced(tmp / CHECKPOINT_FILE, lambda f: torch.save(payload, f))
-    _write_synced(tmp / CONFIG_FILE, lambda f: f.write(config_toml.encode("utf-8")))
     meta = {"format": CHECKPOINT_FORMAT, "step": step, "tokens": tokens, "time": time.time()}
-    _write_synced(tmp / META_FILE, lambda f: f.write(json.dumps(meta).encode("utf-8")))
+    try:
+        make_private_dir(root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(mode=0o700)
+        _write_synced(tmp / CHECKPOINT_FILE, lambda f: torch.save(payload, f))
+        _write_synced(tmp / CONFIG_FILE, lambda f: f.write(config_toml.encode("utf-8")))
+        _write_synced(tmp / META_FILE, lambda f: f.write(json.dumps(meta).encode("utf-8")))
+    except BaseException as e:  # a kill (KeyboardInterrupt) too: a half-written temp dir must not fill the disk
+        shutil.rmtree(tmp, ignore_errors=True)
+        if _out_of_space(e, root, payload):
+            raise DiskFull(root, payload_bytes(payload)) from None
+        raise
     if final.exists():  # an incomplete leftover with the same name (crash between rmtree and rename)
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -109,8 +119,34 @@ def save_checkpoint(root: str | os.PathLike, step: int, *, model: torch.nn.Modul
     return final
 
 
+def _out_of_space(error: BaseException, root: Path, payload: dict[str, Any]) -> bool:
+    """torch.save reports ENOSPC either as the OSError or as its own RuntimeError ("file write failed")."""
+    if any(is_disk_full(e) for e in (error, error.__cause__, error.__context__)):
+        return True
+    free = free_bytes(root)
+    return isinstance(error, RuntimeError) and free is not None and free < payload_bytes(payload)
+
+
+def payload_bytes(payload: Any, _seen: set | None = None) -> int:
+    """Roughly what torch.save will write: the bytes of every storage in ``payload``, each once (the tied
+    wte/lm_head share one), the rest being small."""
+    seen = set() if _seen is None else _seen
+    if isinstance(payload, torch.Tensor):
+        storage = payload.untyped_storage()
+        key = (storage.data_ptr(), storage.nbytes())
+        if key in seen:
+            return 0
+        seen.add(key)
+        return storage.nbytes()
+    if isinstance(payload, dict):
+        return sum(payload_bytes(v, seen) for v in payload.values())
+    if isinstance(payload, (list, tuple)):
+        return sum(payload_bytes(v, seen) for v in payload)
+    return 0
+
+
 def _write_synced(path: Path, write) -> None:
-    with open(path, "wb") as f:
+    with open_private(path, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())

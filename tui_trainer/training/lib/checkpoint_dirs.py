@@ -23,7 +23,9 @@ def checkpoint_dir_name(step: int) -> str:
 
 
 def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> list[Path]:
-    """Delete all but the newest ``keep_last`` complete checkpoints, and stale temp dirs of dead writers."""
+    """Delete all but the newest ``keep_last`` complete checkpoints, stale temp dirs of dead writers, and
+    incomplete ``step-*`` dirs: nothing writes those in place (a checkpoint appears by renaming a complete temp
+    dir), so they are what an earlier prune left when it was killed halfway through a delete."""
     root = Path(root)
     removed = []
     for stale in root.glob(f"{TMP_PREFIX}step-*"):
@@ -31,10 +33,23 @@ def prune_checkpoints(root: str | os.PathLike, keep_last: int) -> list[Path]:
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
             removed.append(stale)
-    for old in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+    half_deleted = [e for e in root.iterdir()
+                    if STEP_DIR.fullmatch(e.name) and e.is_dir() and not is_complete(e)]
+    for old in half_deleted + list_checkpoints(root)[:-keep_last]:
+        _delete_checkpoint_dir(old)
         removed.append(old)
     return removed
+
+
+def _delete_checkpoint_dir(path: Path) -> None:
+    """Rename first, then delete: a kill mid-delete leaves a temp dir of a dead pid (removed by the next prune),
+    never a ``step-*`` that looks like a checkpoint."""
+    doomed = path.with_name(f"{TMP_PREFIX}{path.name}-deleting-{os.getpid()}")
+    try:
+        os.rename(path, doomed)
+    except OSError:
+        doomed = path
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .config_limits import INT64_MAX, LIMITS
+from .errors import UserError
+
 try:  # Python >= 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - exercised only on 3.10
@@ -83,6 +86,13 @@ class OptimConfig:
     eps: float = _f(1e-8, "AdamW epsilon.", min=0.0)
     grad_clip: float = _f(1.0, "Clip the global gradient norm to this value (0 = no clipping; the norm is "
                                "reported either way).", min=0.0)
+    max_bad_steps: int = _f(5, "A step whose loss or gradient norm is NaN/inf is skipped (no update) with an "
+                               "alert; this many in a row stop the run as failed, keeping the last finite weights.",
+                            min=1, max=1_000_000, unit="steps")
+    spike_window: int = _f(100, "Steps of recent loss a spike is judged against (their median and spread); "
+                                "0 = no spike alerts.", min=0, max=100_000, unit="steps")
+    spike_threshold: float = _f(6.0, "A loss more than this many robust standard deviations (1.4826 × MAD) above "
+                                     "the recent median raises a spike alert.", min=1.0, max=1e6)
     fused: str = _f("auto", "Fused AdamW kernel: 'auto' uses it where the device supports it (CUDA, and CPUs: "
                                  "one pass over the weights instead of several, ~3.5× faster there).",
                     choices=("auto", "on", "off"))
@@ -107,7 +117,8 @@ class EvalConfig:
     hellaswag_examples: int = _f(0, "HellaSwag examples per evaluation, split across ranks (0 = all 10,042).",
                                  min=0)
     hellaswag_path: str = _f("", "Local hellaswag_val.jsonl or .jsonl.gz. Empty = download the official file "
-                                 "into <data.cache_dir> (checksum-verified).")
+                                 "into <data.cache_dir> (kept if it has the official file's shape: "
+                                 "10,042 examples).")
 
 
 @dataclass
@@ -136,8 +147,8 @@ class CheckpointConfig:
 class SystemConfig:
     """Device, precision, speed switches and bookkeeping."""
     device: str = _f("auto", "'auto' (accelerator if any, else CPU), 'cpu', 'cuda', 'cuda:N', 'mps' or 'xpu'.")
-    dtype: str = _f("auto", "Autocast dtype. 'auto' = bfloat16 on CUDA with bf16 and on CPUs with AMX, "
-                            "float32 elsewhere.", choices=("auto", "float32", "bfloat16"))
+    dtype: str = _f("auto", "Autocast dtype. 'auto' = bfloat16 on CUDA with bf16 and on CPUs with "
+                            "AVX512-BF16 or AMX, float32 elsewhere.", choices=("auto", "float32", "bfloat16"))
     compile: bool = _f(False, "torch.compile the model for training (evaluation and sampling keep working).")
     tf32: bool = _f(True, "Allow TF32 matmuls on CUDA.")
     seed: int = _f(1337, "Seed for weights and data order (same seed ⇒ same run).", min=0)
@@ -145,11 +156,23 @@ class SystemConfig:
     log_every: int = _f(1, "Emit a step event every N steps.", min=1, unit="steps")
     heartbeat_seconds: float = _f(10.0, "Heartbeat interval, so a follower can tell a slow run from a dead one.",
                                   min=0.5, unit="s")
+    metrics_seconds: float = _f(10.0, "System metrics interval: a `system` event with every rank's CPU, memory "
+                                      "and GPU figures (0 = off). Sampled off the training thread.",
+                                min=0.0, unit="s")
+
+
+@dataclass
+class LogConfig:
+    """Live mirrors of the event log in other tools' formats (written by rank 0, off the training thread)."""
+    tensorboard: bool = _f(False, "Mirror metrics and samples into <run dir>/tensorboard/ as the run goes "
+                                  "(`tensorboard --logdir` it; needs the tensorboard package, else a warning).")
 
 
 @dataclass
 class LaunchConfig:
     """How the console launches the trainer with torchrun."""
+    backend: str = _f("local", "'local' runs torchrun on this machine; 'slurm' submits a batch job that runs one "
+                               "torchrun per node (see the [slurm] table).", choices=("local", "slurm"))
     trainer: str = _f("train", "'train' (modular trainer) or 'onefile' (the one-file twin).",
                       choices=("train", "onefile"))
     nproc_per_node: int = _f(1, "Processes (ranks) per machine; usually one per GPU.", min=1)
@@ -162,6 +185,27 @@ class LaunchConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """Slurm job settings, used when launch.backend = "slurm": nodes = launch.nnodes, ranks per node =
+    launch.nproc_per_node. The run directory must be on a filesystem every node sees."""
+    partition: str = _f("", "Partition (queue) to submit to; empty = the cluster's default.")
+    account: str = _f("", "Account to charge; empty = your default account.")
+    time_limit: str = _f("", "Wall-clock limit, e.g. \"02:00:00\" or \"1-00:00:00\"; empty = the partition's.")
+    gpus_per_node: int = _f(0, "GPUs to request per node (0 for CPU jobs); launch.nproc_per_node must match.",
+                            min=0, max=64)
+    cpus_per_task: int = _f(0, "CPU cores per node for its torchrun and ranks (0 = Slurm's default).",
+                            min=0, max=4096)
+    stop_signal_seconds: int = _f(120, "Ask Slurm for SIGTERM this long before the time limit, so the trainer "
+                                       "checkpoints and stops cleanly instead of being killed.",
+                                  min=0, max=3600, unit="s")
+    rdzv_port: int = _f(29500, "TCP port of the c10d rendezvous on the job's first node.", min=1024, max=65535)
+    sbatch: dict = _f({}, "Extra #SBATCH options, e.g. { qos = \"high\", exclusive = \"\" } "
+                          "(an empty value writes the bare flag).")
+    setup: str = _f("", "Shell line run on each node before torchrun, e.g. \"source ~/venv/bin/activate\".")
+    python: str = _f("", "Python on the nodes; empty = the interpreter that submits the job.")
+
+
+@dataclass
 class TrainingConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -171,7 +215,9 @@ class TrainingConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     system: SystemConfig = field(default_factory=SystemConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     launch: LaunchConfig = field(default_factory=LaunchConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     @property
     def world_size(self) -> int:
@@ -194,7 +240,7 @@ class ConfigProblem:
         return f"{where}: {self.reason}" + (f" — {self.fix}" if self.fix else "")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """Raised with every problem found, so the user fixes them all in one go."""
 
     def __init__(self, problems: Iterable[ConfigProblem], source: str = ""):
@@ -238,8 +284,10 @@ def config_schema() -> list[FieldSpec]:
         for f in dataclasses.fields(cls):
             typ = _TYPES[f.type] if isinstance(f.type, str) else f.type
             m = f.metadata
+            lo, hi = LIMITS.get(f"{section}.{f.name}", (None, None))  # config_limits.py: bounds for every key
             specs.append(FieldSpec(section, f.name, typ, getattr(instance, f.name), m["help"], m["choices"],
-                                   m["min"], m["max"], m["unit"]))
+                                   lo if m["min"] is None else m["min"] if lo is None else max(lo, m["min"]),
+                                   m["max"] if m["max"] is not None else hi, m["unit"]))
     return specs
 
 
@@ -266,25 +314,50 @@ def check_value(spec: FieldSpec, value: Any) -> tuple[Any, ConfigProblem | None]
     if not ok:
         return value, ConfigProblem(spec.key, f"expected {_type_name(t)}, got {value!r}",
                                     f"e.g. {spec.key.split('.')[1]} = {_toml_value(spec.default)}")
+    if t is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        return value, ConfigProblem(spec.key, f"{value} does not fit a 64-bit integer",
+                                    f"use at most {_bound(spec.max if spec.max is not None else INT64_MAX)}")
     if t is float:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too big for a float
+            value = math.inf
         if not math.isfinite(value):
-            return value, ConfigProblem(spec.key, f"{value} is not a finite number")
+            return value, ConfigProblem(spec.key, f"{value} is not a finite number",
+                                        f"e.g. {spec.key.split('.')[1]} = {_toml_value(spec.default)}")
     if t is dict:
         bad = [k for k, v in value.items() if not isinstance(v, str)]
         if bad:
             return value, ConfigProblem(spec.key, f"values must be strings (see {', '.join(bad)})",
                                         'quote them, e.g. NCCL_DEBUG = "WARN"')
+    if any("\0" in text for text in _texts(value)):  # a NUL cuts a path or an argument short in the OS
+        return value, ConfigProblem(spec.key, "contains a NUL character (\\u0000)", "remove it")
     if spec.choices and value not in spec.choices:
         close = difflib.get_close_matches(str(value), spec.choices, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         return value, ConfigProblem(spec.key, f"'{value}' is not one of {', '.join(spec.choices)}",
                                     f"{hint}choose one of {', '.join(spec.choices)}")
     if spec.min is not None and value < spec.min:
-        return value, ConfigProblem(spec.key, f"{value} is below the minimum {spec.min:g}")
+        return value, ConfigProblem(spec.key, f"{value} is below the minimum {_bound(spec.min)}",
+                                    "it must be above 0, e.g. 1e-8" if 0 < spec.min < 1e-20 else
+                                    f"use {_bound(spec.min)} or more")
     if spec.max is not None and value > spec.max:
-        return value, ConfigProblem(spec.key, f"{value} is above the maximum {spec.max:g}")
+        return value, ConfigProblem(spec.key, f"{value} is above the maximum {_bound(spec.max)}",
+                                    f"use at most {_bound(spec.max)}")
     return value, None
+
+
+def _bound(x: float) -> str:
+    """A bound as the user would type it: 1_048_576, 0.5, 1e+300."""
+    return _toml_value(int(x)) if float(x).is_integer() and abs(x) < 1e19 else f"{x:g}"
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [str(k) for k in value] + [v for v in value.values() if isinstance(v, str)]
+    return []
 
 
 def _unknown(key: str, candidates: Iterable[str], what: str) -> ConfigProblem:
@@ -351,7 +424,8 @@ def validate_config(cfg: TrainingConfig) -> list[ConfigProblem]:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps|xpu(:\d+)?", cfg.system.device):
         p.append(ConfigProblem("system.device", f"'{cfg.system.device}' is not a device",
                                "use auto, cpu, cuda, cuda:N, mps or xpu"))
-    if lc.nnodes > 1 and not (lc.rdzv_endpoint and lc.rdzv_id):
+    p += _slurm_problems(cfg)
+    if lc.nnodes > 1 and lc.backend == "local" and not (lc.rdzv_endpoint and lc.rdzv_id):
         p.append(ConfigProblem("launch.rdzv_endpoint", "a multi-node run needs a rendezvous endpoint and id",
                                'set rdzv_endpoint = "host:29500" and rdzv_id = "some-job"'))
     if cfg.data.source == "files" and not cfg.data.path:
@@ -360,6 +434,33 @@ def validate_config(cfg: TrainingConfig) -> list[ConfigProblem]:
     bad_env = [k for k in lc.env if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
     if bad_env:
         p.append(ConfigProblem("launch.env", f"not an environment variable name: {', '.join(bad_env)}"))
+    return p
+
+
+def _slurm_problems(cfg: TrainingConfig) -> list[ConfigProblem]:
+    """The [slurm] table's rules; they apply only to runs submitted to Slurm."""
+    sl, lc = cfg.slurm, cfg.launch
+    if lc.backend != "slurm":
+        return []
+    p: list[ConfigProblem] = []
+    if sl.gpus_per_node and lc.nproc_per_node != sl.gpus_per_node:
+        p.append(ConfigProblem("launch.nproc_per_node", f"{lc.nproc_per_node} ranks per node but the job asks "
+                               f"for slurm.gpus_per_node = {sl.gpus_per_node} GPUs",
+                               f"one rank per GPU: set nproc_per_node = {sl.gpus_per_node}"))
+    if sl.time_limit and not re.fullmatch(r"(\d+-)?\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE", sl.time_limit):
+        p.append(ConfigProblem("slurm.time_limit", f"'{sl.time_limit}' is not a Slurm time",
+                               'use minutes, "HH:MM:SS" or "D-HH:MM:SS", e.g. "02:00:00"'))
+    for key in ("partition", "account"):
+        value = getattr(sl, key)
+        if value and not re.fullmatch(r"[A-Za-z0-9_.,-]+", value):
+            p.append(ConfigProblem(f"slurm.{key}", f"'{value}' is not a Slurm {key} name",
+                                   "letters, digits, '_', '-', '.' and ',' only"))
+    bad = [k for k, v in sl.sbatch.items() if not re.fullmatch(r"[a-z][a-z0-9-]*", k) or "\n" in v]
+    if bad:
+        p.append(ConfigProblem("slurm.sbatch", f"not an sbatch option: {', '.join(bad)}",
+                               'use long option names without dashes, e.g. { qos = "high" }'))
+    if "\n" in sl.setup or "\n" in sl.python or "\0" in sl.setup + sl.python:
+        p.append(ConfigProblem("slurm.setup", "must be a single line", "join commands with &&"))
     return p
 
 
@@ -383,11 +484,17 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     for text in overrides:
         key, value = parse_override(text)
         section, _, name = key.partition(".")
+        if not isinstance(merged.get(section, {}), dict):
+            merged[section] = {}  # a non-table in the file: the override replaces it
         if "." in name:  # e.g. launch.env.FOO=bar
             name, _, sub = name.partition(".")
+            spec = _SPECS.get(f"{section}.{name}")
             table = merged.setdefault(section, {}).setdefault(name, {})
-            if isinstance(table, dict):
-                table[sub] = value
+            if (spec is not None and spec.type is not dict) or not isinstance(table, dict):
+                example = _toml_value(spec.default) if spec is not None else "..."
+                raise ConfigError([ConfigProblem(key, f"{section}.{name} is not a table, so it has no key '{sub}'",
+                                                 f"e.g. --set {section}.{name}={example}")], "(--set)")
+            table[sub] = value
             continue
         merged.setdefault(section, {})[name] = value
     return merged
@@ -422,6 +529,9 @@ def config_to_dict(cfg: TrainingConfig) -> dict[str, dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ writing
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -431,7 +541,10 @@ def _toml_value(v: Any) -> str:
         r = repr(v)
         return r if any(c in r for c in ".en") else r + ".0"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+        # TOML basic strings take no raw control characters: each is written as an escape, so any string the
+        # validator accepted (a prompt with a tab or a \x0e in it) reads back as itself.
+        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 32 or ord(c) == 127 else c)
+                             for c in v) + '"'
     if isinstance(v, dict):
         return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }" if v else "{}"
     raise TypeError(f"cannot write {v!r} as TOML")
@@ -443,7 +556,7 @@ def config_to_toml(cfg: TrainingConfig, *, comments: bool = True, header: str = 
     data = config_to_dict(cfg)
     for section in SECTIONS:
         if comments:
-            lines.append(f"# {section_help(section)}")
+            lines += [f"# {line.strip()}" for line in section_help(section).splitlines()]  # multi-line docs
         lines.append(f"[{section}]")
         for name, value in data[section].items():
             if comments:

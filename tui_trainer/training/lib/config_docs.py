@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from .config import SECTIONS, config_schema, section_help, _toml_value
+from .config import SECTIONS, _bound, _toml_value, config_schema, section_help
 
 
 def render_reference() -> str:
@@ -24,9 +24,9 @@ def render_reference() -> str:
             if s.choices:
                 extra.append("one of " + ", ".join(f"`{c}`" for c in s.choices))
             if s.min is not None and not s.choices:
-                extra.append(f"≥ {s.min:g}")
+                extra.append("> 0" if 0 < s.min < 1e-20 else f"≥ {_bound(s.min)}")
             if s.max is not None:
-                extra.append(f"≤ {s.max:g}")
+                extra.append(f"≤ {_bound(s.max)}")
             if s.unit:
                 extra.append(f"unit: {s.unit}")
             meaning = s.help.replace("|", "\\|") + (f" ({'; '.join(extra)})" if extra else "")

@@ -3,16 +3,15 @@
 glibc's malloc serves every block above 32 MB with a fresh ``mmap`` and hands it back to the kernel on ``free``.
 A training step on the CPU allocates and frees many such blocks (logits, their gradients, the embedding's
 gradient, the bf16 copy of the tied head weight...), so every step the kernel maps and zeroes them again, one
-4 KiB page fault at a time. On the bench model (docs/bench-trainer.md) that was ~1 s of a ~2.4 s reference step
-(single-thread CPU time), and a plain ``float()`` of 2048 × 50,304 bf16 logits took 173 ms instead of 17 ms.
+4 KiB page fault at a time (the bench model's 2048 × 50,304 fp32 logits alone are 412 MB: ~100,000 pages).
 
 ``keep_freed_memory()`` sets two malloc parameters at run time (``mallopt``): no ``mmap`` for big blocks
 (``M_MMAP_MAX = 0``) and no trimming of the heap's free top (``M_TRIM_THRESHOLD`` = 2 GiB), so freed blocks are
-reused by the next step without faults (after a few steps the heap settles: 0 faults a step on the bench model,
-against ~140,000 untuned, and its step went from ~740 to ~590 ms). The cost: the process keeps its peak heap
-instead of returning it to the system between steps (+300 MB RSS on the bench model) — right for a trainer whose
-steps all look alike. Other platforms and allocators are left
-as they are (the call returns False). Self-contained (stdlib ctypes), so the one-file trainer can copy it.
+reused by the next step without faults (after a few steps the heap settles); ``python -m
+benchmarks.ablation_bench`` measures the effect on the bench model's step ("+ malloc"). The cost: the process
+keeps its peak heap instead of returning it to the system between steps — right for a trainer whose steps all
+look alike. Other platforms and allocators are left as they are (the call returns False).
+Self-contained (stdlib ctypes), so the one-file trainer can copy it.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
+
 
 @dataclass
 class DistContext:
@@ -93,7 +95,7 @@ def setup_distributed(device_setting: str = "auto", *, timeout_minutes: float = 
     return DistContext(rank=rank, local_rank=local_rank, world_size=world_size, device=device, backend=backend)
 
 
-class SetupError(RuntimeError):
+class SetupError(UserError, RuntimeError):
     """A set-up the user asked for that this machine cannot give (shown as one paragraph, exit 2)."""
 
 
@@ -117,6 +119,16 @@ def wrap_ddp(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     device_ids = [ctx.device.index] if ctx.device.type in ("cuda", "xpu") else None
     ctx.ddp_model = DDP(model, device_ids=device_ids)
     return ctx.ddp_model
+
+
+def wrap_for_training(model: torch.nn.Module, ctx: DistContext, *, compile: bool) -> torch.nn.Module:
+    """The module the training step calls: DDP around the raw model when distributed, then torch.compile
+    around that when asked. This is PyTorch's recommended order: compiling the DDP module lets Dynamo split
+    the graph at DDP's gradient buckets, so each bucket's all-reduce overlaps the rest of the backward. (DDP
+    around a compiled module only sees gradients when the whole compiled backward has finished.) Evaluation
+    and sampling use the raw model, which shares the parameters."""
+    trained = wrap_ddp(model, ctx)
+    return torch.compile(trained) if compile else trained
 
 
 def barrier(ctx: DistContext) -> None:

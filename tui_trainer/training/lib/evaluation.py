@@ -145,6 +145,10 @@ def _score_batch(model, batch: list, device, autocast: Autocast) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------- samples
+class NonFiniteOutput(ValueError):
+    """A diverged model cannot be sampled from (softmax of NaN/inf); the trainer reports it and trains on."""
+
+
 def generate_samples(model: torch.nn.Module, enc, prompt: str, count: int, max_tokens: int, top_k: int,
                      temperature: float, seed: int, device, autocast: Autocast) -> list[str]:
     """``count`` continuations of ``prompt`` (texts exclude the prompt), top-k sampling at ``temperature``.
@@ -163,6 +167,8 @@ def generate_samples(model: torch.nn.Module, enc, prompt: str, count: int, max_t
                 logits = logits_at(model, idx[:, -block_size:], slice(None), -1)
             logits = logits[:, :vocab].float() / temperature
             top_logits, top_ids = torch.topk(logits, min(top_k, vocab), dim=-1)
+            if not bool(torch.isfinite(top_logits).all()):
+                raise NonFiniteOutput("no samples: the model's outputs are NaN/inf (the weights have diverged)")
             choice = torch.multinomial(F.softmax(top_logits, dim=-1), 1, generator=generator)
             idx = torch.cat([idx, torch.gather(top_ids, -1, choice)], dim=1)
     return [enc.decode(row[len(prompt_tokens):]) for row in idx.tolist()]

@@ -46,11 +46,13 @@ def autocast_dtype(device_type: str) -> torch.dtype | None:
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                compute_dtype: torch.dtype, chunk_rows: int) -> torch.Tensor:
+                compute_dtype: torch.dtype, chunk_rows: int, grad_enabled: bool) -> torch.Tensor:
         x = hidden.to(compute_dtype)
         w = weight.to(compute_dtype)
         n_rows, vocab = x.shape[0], w.shape[0]
-        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        # needs_input_grad only says the inputs require grad: it stays true under torch.no_grad (evaluation),
+        # and grad mode is always off inside forward, so the caller's mode is passed in.
+        want_grad = grad_enabled and (ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
         row_losses = torch.empty(n_rows, dtype=torch.float32, device=x.device)
         grad_logits = torch.empty(n_rows, vocab, dtype=compute_dtype, device=x.device) if want_grad else None
         block = softmax_block_rows(vocab) if x.device.type == "cpu" else chunk_rows
@@ -78,7 +80,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
             # The scale goes on the small (N, C) side, so the (V, C) result needs one cast and no extra pass.
             # 1/N and 1/grad-accumulation are powers of two in practice: the scaled x is then exact in bf16.
             grad_weight = (grad_logits.t() @ (x.float() * scale).to(x.dtype)).to(ctx.weight_dtype)
-        return grad_hidden, grad_weight, None, None, None
+        return grad_hidden, grad_weight, None, None, None, None
 
 
 def softmax_block_rows(vocab: int) -> int:
@@ -125,7 +127,8 @@ def fused_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targe
     # The matmuls' dtype is chosen above; autocast must not re-cast inside (it would turn log_softmax's
     # fp32 output request into extra copies).
     with torch.autocast(device_type, enabled=False):
-        return _LinearCrossEntropy.apply(hidden2d, weight, targets.reshape(-1), compute_dtype, int(chunk_rows))
+        return _LinearCrossEntropy.apply(hidden2d, weight, targets.reshape(-1), compute_dtype, int(chunk_rows),
+                                         torch.is_grad_enabled())
 
 
 def reference_linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor,

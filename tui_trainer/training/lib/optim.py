@@ -12,7 +12,8 @@ def use_fused_adamw(setting: str, device_type: str) -> bool:
     """optim.fused: 'auto' = the fused kernel on CUDA and CPU, 'on' / 'off' as asked.
 
     On the CPU the fused kernel does one pass over weights, gradients and moments where the foreach one does
-    several: 14 ms against 50 ms a step for the bench model's 30M parameters (one thread, docs/bench-trainer.md).
+    several; ``python -m benchmarks.ablation_bench`` measures its effect on the bench model's step
+    ("+ fused AdamW").
     """
     if setting == "on":
         return True

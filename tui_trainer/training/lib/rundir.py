@@ -7,12 +7,14 @@ import os
 from pathlib import Path
 
 from tui_trainer.channel.layout import CONFIG_FILE
+from tui_trainer.channel.private_files import make_private_dir, write_private_text
 
 from .checkpoint import find_latest_checkpoint
 from .config import ConfigError, config_from_dict, parse_toml_text, read_toml
+from .errors import UserError
 
 
-class ResumeConflict(RuntimeError):
+class ResumeConflict(UserError, RuntimeError):
     """A fresh start was asked for in a run directory that already has checkpoints."""
 
 
@@ -33,7 +35,7 @@ def checkpoint_to_resume(root: Path, resume: bool) -> Path | None:
 def save_resolved_config(run_dir: Path, text: str) -> str | None:
     """Write the resolved config to ``<run_dir>/config.toml``. An existing file that says something else (a
     user's file, an earlier run's) is kept as ``config.toml.N``; returns that name, or None."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(run_dir)
     path = run_dir / CONFIG_FILE
     kept = None
     if path.exists():
@@ -48,6 +50,6 @@ def save_resolved_config(run_dir: Path, text: str) -> str | None:
         kept = f"{CONFIG_FILE}.{n}"
         path.rename(path.with_name(kept))
     tmp = path.with_name(f".{CONFIG_FILE}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    write_private_text(tmp, text)
     os.replace(tmp, path)
     return kept

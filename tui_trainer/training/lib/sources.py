@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import UserError
+
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 FINEWEB_DATASET = "HuggingFaceFW/fineweb-edu"
@@ -50,7 +52,7 @@ EMBEDDED_EXTRACTION_VERSION = 2
 STREAMED_SOURCES = ("fineweb-edu",)
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data problem the user can fix (missing file, offline download, bad JSONL...); the message says how."""
 
 

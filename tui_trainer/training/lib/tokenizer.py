@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import tempfile
 
+from .errors import UserError
+
 EOT = 50256  # <|endoftext|>: precedes every document in the token shards
 TOKENIZER_NAME = "gpt2"
 
@@ -20,7 +22,7 @@ BPE_FILES = (
 )
 
 
-class TokenizerUnavailable(RuntimeError):
+class TokenizerUnavailable(UserError, RuntimeError):
     """The GPT-2 BPE could not be loaded (no cached files and no network, or tiktoken missing)."""
 
 
@@ -52,8 +54,8 @@ def get_tokenizer():
         raise TokenizerUnavailable(
             "The GPT-2 BPE (tiktoken 'gpt2': vocab.bpe and encoder.json) could not be loaded offline: the "
             f"cached files are not in {where}, and downloading them failed ({type(e).__name__}: "
-            f"{_first_line(e)}). Set TIKTOKEN_CACHE_DIR to a directory holding the cached files (for this "
-            "project's developers: ../shared/tiktoken), or run once with network so tiktoken caches them "
+            f"{_first_line(e)}). Set TIKTOKEN_CACHE_DIR to a directory holding the cached files, or run once "
+            "with network so tiktoken caches them "
             f"(files: {', '.join(BPE_FILES)}).") from None
 
 

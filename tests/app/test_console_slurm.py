@@ -1,0 +1,113 @@
+"""The console with launch.backend = "slurm" against a real Slurm cluster (.ci/slurm-up): launch from the
+editor submits a job, the dashboard follows it like a local run, `s` stops it gracefully (the trainer
+checkpoints), the runs screen lists it with its state."""
+
+from __future__ import annotations
+
+import pytest
+from console_pilot import SIZE, open_editor, run, wait_for
+
+from tui_trainer.app.console import GptConsole
+from tui_trainer.app.screens.dashboard import DashboardScreen
+from tui_trainer.app.screens.dialogs import ConfirmDialog
+from tui_trainer.app.screens.runs import RunsScreen
+from tui_trainer.runs import RunStore
+
+pytestmark = pytest.mark.slow
+
+START_TIMEOUT = 240  # the job is scheduled, torch imported, shards prepared, first steps
+
+
+def slurm_tiny_config(tmp_path, shared_data):
+    path = tmp_path / "slurm-tiny.toml"
+    path.write_text(f"""# A tiny run submitted to Slurm from the console.
+[model]
+n_layer = 2
+n_head = 2
+n_embd = 32
+block_size = 32
+
+[data]
+source = "shakespeare"
+path = "{shared_data / 'tinyshakespeare.txt'}"
+cache_dir = "{tmp_path / 'cache'}"
+shard_tokens = 200000
+
+[optim]
+micro_batch_size = 4
+total_batch_size = 256
+max_lr = 3e-3
+
+[schedule]
+warmup_steps = 2
+max_steps = 100000
+
+[eval]
+every = 0
+hellaswag_every = 0
+
+[sample]
+every = 0
+max_tokens = 8
+
+[checkpoint]
+every = 0
+
+[system]
+device = "cpu"
+dtype = "float32"
+heartbeat_seconds = 1.0
+
+[launch]
+backend = "slurm"
+nproc_per_node = 2
+omp_num_threads = 1
+
+[slurm]
+cpus_per_task = 2
+""")
+    return path
+
+
+async def confirm(pilot) -> None:
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog), what="a confirmation dialog")
+    await pilot.press("y")
+
+
+def test_a_slurm_run_launched_from_the_console_behaves_like_a_local_one(tmp_path, shared_data, slurm_runs_root):
+    config = slurm_tiny_config(tmp_path, shared_data)
+    store = RunStore(slurm_runs_root)
+
+    async def session():
+        app = GptConsole(config_path=str(config), runs_root=str(store.root))
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            await open_editor(pilot)
+            await pilot.press("f5")
+            await confirm(pilot)
+            dash = await wait_for(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen,
+                                  timeout=60, what="the run dashboard")
+            [launched] = store.list()
+            assert (launched.launch_info() or {}).get("slurm_job_id", "").isdigit()
+            assert (launched.dir / "job.sbatch").exists()
+            view = dash.view
+            loss = view.series["train_loss"]
+            await wait_for(pilot, lambda: len(loss) >= 3, timeout=START_TIMEOUT, what="steps from the Slurm job")
+            assert view.world_size == 2
+            await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "running",
+                           what="the running status")
+
+            await pilot.press("s")
+            await confirm(pilot)
+            await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "stopped",
+                           timeout=120, what="the graceful stop")
+            await wait_for(pilot, lambda: any(c[2] == "stop" for c in view.checkpoints),
+                           what="the stop checkpoint")
+            assert launched.checkpoints(), "the stop wrote no checkpoint"
+
+            await pilot.press("escape")
+            runs = await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen,
+                                  what="the runs screen")
+            await wait_for(pilot, lambda: runs.rows.get(launched.id) and runs.rows[launched.id].state == "stopped",
+                           what="the stopped Slurm run in the list")
+
+    run(session)
