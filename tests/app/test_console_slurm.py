@@ -93,8 +93,11 @@ def test_a_slurm_run_launched_from_the_console_behaves_like_a_local_one(tmp_path
             loss = view.series["train_loss"]
             await wait_for(pilot, lambda: len(loss) >= 3, timeout=START_TIMEOUT, what="steps from the Slurm job")
             assert view.world_size == 2
-            await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "running",
-                           what="the running status")
+            try:
+                await wait_for(pilot, lambda: dash.feed.status and dash.feed.status.state == "running",
+                               what="the running status")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; status {dash.feed.status}; run.status() {launched.status()}") from None
 
             await pilot.press("s")
             await confirm(pilot)

@@ -172,3 +172,21 @@ def test_a_held_job_reads_as_queued_with_slurms_reason_and_stop_cancels_it(slurm
 
 def read_events_safe(path: Path) -> list[dict]:
     return read_events(path) if path.exists() else []
+
+
+def test_a_look_while_sbatch_has_not_answered_yet_is_not_a_lost_run(tmp_path):
+    """launch.json is written before sbatch returns the job id; a status look in that window (the console polls
+    every second) must neither call the run lost nor persist anything."""
+    import json
+    import time as _time
+    from tui_trainer.runs.status import derive_status
+    run_dir = tmp_path / "20261201-010000-x"
+    run_dir.mkdir()
+    (run_dir / "launch.json").write_text(json.dumps({"launch": 1, "backend": "slurm", "started_at": _time.time()}))
+    status = derive_status(run_dir)
+    assert (status.state, status.reason) == ("queued", "being submitted to Slurm")
+    assert not (run_dir / "status.json").exists()
+    # A submission that never completed is not "queued" forever.
+    (run_dir / "launch.json").write_text(json.dumps({"launch": 1, "backend": "slurm",
+                                                     "started_at": _time.time() - 3600}))
+    assert derive_status(run_dir).final

@@ -57,6 +57,19 @@ def test_samples_are_deterministic_per_seed_and_leave_the_global_rng_alone():
     assert all(len(enc.encode(t)) <= 12 and not t.startswith(PROMPT) for t in a)  # prompt excluded
 
 
+def test_a_prompt_or_hellaswag_text_naming_the_special_token_is_plain_text():
+    """A user may type "<|endoftext|>" into a sample prompt (or a HellaSwag file may hold it): it is encoded as
+    the characters it is, never refused by tiktoken mid-run."""
+    from tui_trainer.training.lib.hellaswag import render_example
+    enc = get_tokenizer()
+    model = UnigramModel(torch.randn(50304, generator=torch.Generator().manual_seed(5)))
+    texts = generate_samples(model, enc, "a <|endoftext|> b", 2, 4, 50, 1.0, 1, CPU, NO_AUTOCAST)
+    assert len(texts) == 2
+    example = {"ctx": "x <|endoftext|>", "endings": ["a", "b", "c", "<|endoftext|>"], "label": 0}
+    rows, masks, label = render_example(example, enc, 64)
+    assert len(rows) == 4 and label == 0 and sum(masks[3]) > 1  # the characters, not one special token
+
+
 def test_top_k_one_is_greedy_and_padded_vocab_is_never_sampled():
     enc = get_tokenizer()
     bias = torch.zeros(50304)

@@ -252,8 +252,12 @@ def derive(run_dir: Path, launch: dict, *, persist: bool):
     from tui_trainer.runs.status import (FAILED, LOST, QUEUED, RUNNING, STOP_FILE, STOPPED, RunStatus,
                                          conclude)
     number = int(launch.get("launch", 0) or 0)
-    job = job_state(str(launch.get("slurm_job_id", "")))
     job_id = launch.get("slurm_job_id")
+    if not str(job_id or "").isdigit() and _submitting(launch):
+        # launch.json is written before sbatch answers: a look in between sees no job yet. That is a
+        # submission under way, not a lost run (and must not be persisted as one).
+        return RunStatus(QUEUED, "being submitted to Slurm", source="slurm", launch=number)
+    job = job_state(str(job_id or ""))
     if job.queued:
         return RunStatus(QUEUED, f"job {job_id} waiting in the queue" + (f": {job.reason}" if job.reason else ""),
                          source="slurm", launch=number)
@@ -284,6 +288,12 @@ def derive(run_dir: Path, launch: dict, *, persist: bool):
         except OSError:
             pass
     return status
+
+
+def _submitting(launch: dict) -> bool:
+    from tui_trainer.runs.status import LAUNCH_GRACE_S
+    started = launch.get("started_at")
+    return isinstance(started, (int, float)) and 0 <= time.time() - started < LAUNCH_GRACE_S
 
 
 def conclude_from_job(run_dir: Path, exit_code: int) -> int:

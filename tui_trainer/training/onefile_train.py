@@ -542,7 +542,9 @@ def hellaswag_counts(model, examples, enc, device, autocast, ctx: DistContext) -
     """Each rank scores every world_size-th example, in batches of similar rows; counts summed."""
     T, rendered = model.config.block_size, []
     for ex in examples[ctx.rank::ctx.world_size]:  # 4 rows: context + " " + ending, last T tokens
-        context, ends = enc.encode(ex["ctx"]), [enc.encode(" " + e) for e in ex["endings"]]
+        # encode_ordinary: an "<|endoftext|>" in the text is text, never the special token.
+        context = enc.encode_ordinary(ex["ctx"])
+        ends = [enc.encode_ordinary(" " + e) for e in ex["endings"]]
         masks = [([0] * len(context) + [1] * len(e))[-T:] for e in ends]  # 1: an ending token
         rendered.append(([(context + e)[-T:] for e in ends], masks, int(ex["label"])))
     batches, longest = [[]], 0  # consecutive examples, 4 rows x the longest row <= 4096 tokens
@@ -581,7 +583,7 @@ def score_batch(model, batch, device, autocast):
 
 def generate_samples(model, enc, prompt: str, s: SampleConfig, device, autocast) -> list[str]:
     """s.count top-k continuations of the prompt, from a private generator seeded with s.seed."""
-    start = enc.encode(prompt) if prompt else [EOT]
+    start = enc.encode_ordinary(prompt) if prompt else [EOT]
     idx = torch.tensor(start, dtype=torch.long).unsqueeze(0).repeat(s.count, 1).to(device)
     generator = torch.Generator(device=device).manual_seed(s.seed)
     with evaluating(model):

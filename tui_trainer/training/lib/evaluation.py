@@ -157,7 +157,7 @@ def generate_samples(model: torch.nn.Module, enc, prompt: str, count: int, max_t
     sampled. The context is cropped to the model's block_size as the text grows.
     """
     block_size = model_block_size(model)
-    prompt_tokens = enc.encode(prompt) if prompt else [EOT]  # an empty prompt starts a fresh document
+    prompt_tokens = enc.encode_ordinary(prompt) if prompt else [EOT]  # an empty prompt starts a fresh document
     idx = torch.tensor(prompt_tokens, dtype=torch.long).unsqueeze(0).repeat(count, 1).to(device)
     generator = torch.Generator(device=idx.device).manual_seed(seed)
     vocab = enc.n_vocab

@@ -98,10 +98,10 @@ def render_example(example: dict, enc, block_size: int) -> tuple[list[list[int]]
 
     A row longer than the model's context keeps its last ``block_size`` tokens (the ending is what is scored).
     """
-    ctx = enc.encode(example["ctx"])
+    ctx = enc.encode_ordinary(example["ctx"])
     rows, masks = [], []
     for ending in example["endings"]:
-        end = enc.encode(" " + ending)  # GPT-2 tokens carry their leading space
+        end = enc.encode_ordinary(" " + ending)  # GPT-2 tokens carry their leading space
         row, mask = ctx + end, [0] * len(ctx) + [1] * len(end)
         rows.append(row[-block_size:])
         masks.append(mask[-block_size:])
