@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from event_samples import event
+
 from tui_trainer.cli import main
 from tui_trainer.runs import RunStore
 from tui_trainer.runs.files import write_json, write_private
@@ -99,3 +101,18 @@ def test_prepare_delegates_to_the_data_preparation(tmp_path):
     assert list((tmp_path / "cache").rglob("manifest.json"))
     r = cli("prepare", str(config), "--set", f'data.path="{tmp_path / "missing.txt"}"')
     assert r.returncode != 0 and "missing.txt" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_error_already_in_the_log_reads_as_it_does_live(tmp_path, capsys):
+    """`run` and `attach` print a trainer error as "ERROR: …" whether it arrived while following or was already
+    in the log when following began (a trainer that fails at once on a busy machine): one wording, not two."""
+    store = RunStore(tmp_path)
+    run = store.create("failed")
+    write_private(run.config_file, "")
+    write_json(run.launch_file, {"launch": 1, "events_offset": 0, "workers": []})
+    events = [event(0, "run_start"), event(1, "error", message="data.path: no such file: corpus.txt — fix it"),
+              event(2, "run_end", status="failed", reason="setup failed", step=0)]
+    run.events_file.write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert main(["attach", run.id, "--runs-root", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "ERROR: data.path: no such file: corpus.txt" in out, out

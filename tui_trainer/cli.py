@@ -536,7 +536,7 @@ def _print_replay(printer: ProgressPrinter, s: RunSummary, skipped: int) -> None
     if s.last_sample:
         printer.message(describe_event(s.last_sample) or "")
     if s.last_error:
-        printer.message(f"last error: {s.last_error}")
+        printer.message(f"ERROR: {s.last_error}")  # as describe_event words it live: one wording either way
 
 
 def _ask_on_interrupt(run: Run, stopping: bool) -> str:
