@@ -66,6 +66,27 @@ def test_multinode_batch_script_runs_one_torchrun_per_node_with_c10d_on_the_firs
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
 
 
+def test_the_onefile_trainer_gets_its_shards_prepared_in_the_job_first(tmp_path):
+    """The one-file twin only reads token shards: the job prepares them (one task, first node) and starts the
+    trainer only if that worked. The modular trainer prepares on its ranks and gets no such step."""
+    run_dir = tmp_path / "run"
+    scripts = {trainer: slurm.batch_script(load_config(None, ["launch.backend=slurm", f"launch.trainer={trainer}"]),
+                                           run_dir, resume=False, module=f"m.{trainer}", env={}, cwd="/w",
+                                           job_name="j")
+               for trainer in ("train", "onefile")}
+    lines = scripts["onefile"].splitlines()
+    [prepare, train] = [ln.strip() for ln in lines if ln.strip().startswith("srun ")]
+    assert prepare.startswith("srun --nodes=1 --ntasks=1 ")
+    assert prepare.endswith(f"-m tui_trainer.training.prepare --config {run_dir}/config.toml")
+    assert "-m m.onefile" in train
+    assert lines.index(prepare) < lines.index("else") < lines.index("  " + train) < lines.index("fi")
+    assert "tui_trainer.training.prepare" not in scripts["train"]
+    for trainer, text in scripts.items():
+        path = tmp_path / f"{trainer}.sbatch"
+        path.write_text(text)
+        assert subprocess.run(["bash", "-n", str(path)]).returncode == 0, trainer
+
+
 def test_slurm_keys_are_validated_with_the_fix():
     with pytest.raises(ConfigError) as e:
         load_config(None, ["launch.backend=slurm", 'slurm.time_limit="two hours"', "slurm.gpus_per_node=4",
@@ -168,6 +189,22 @@ def test_a_held_job_reads_as_queued_with_slurms_reason_and_stop_cancels_it(slurm
     status = run.stop(timeout=60)
     assert status.state == "stopped", status
     assert not read_events_safe(run.events_file)  # it never started
+
+
+@pytest.mark.slow
+def test_a_onefile_run_under_slurm_prepares_its_shards_in_the_job(slurm_runs_root, tmp_path, shared_data):
+    from runs_helpers import tiny_toml
+    fresh_cache = tmp_path / "fresh-cache"  # nothing prepared: the job must do it before the twin starts
+    config = slurm_config(tmp_path, tiny_toml(shared_data, fresh_cache, max_steps=2, hellaswag=False).replace(
+        "[launch]\n", '[launch]\ntrainer = "onefile"\n'))
+    run = RunStore(slurm_runs_root).launch(config_path=config)
+    status = wait_final(run, 300)
+    assert status.state == "finished", (status, run.log_file.read_text(errors="replace")[-3000:])
+    events = read_events(run.events_file)
+    assert [e["trainer"] for e in events if e["type"] == "run_start"] == ["onefile"]
+    assert [e["step"] for e in events if e["type"] == "step"] == [0, 1]
+    [manifest] = fresh_cache.glob("shards/*/manifest.json")
+    assert "prepared in " in run.log_file.read_text(errors="replace")  # by the job, before the twin started
 
 
 def read_events_safe(path: Path) -> list[dict]:

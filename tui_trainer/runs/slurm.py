@@ -100,6 +100,16 @@ def batch_script(cfg, run_dir: str | os.PathLike, *, resume: bool, module: str, 
         trainer.append("--resume")
     # Quote everything but the shell variables the line relies on.
     line = " ".join(a if "$" in a else q(a) for a in trainer)
+    prepare = []
+    if lc.trainer == "onefile":  # it only reads token shards: one task prepares them first (at once if ready)
+        from tui_trainer.runs.launcher import PREPARE_MODULE
+        argv = [python, "-m", PREPARE_MODULE, "--config", str(run_dir / layout.CONFIG_FILE)]
+        prepare = [f"srun --nodes=1 --ntasks=1 {' '.join(q(a) for a in argv)}",
+                   "code=$?",
+                   'if [ "$code" -ne 0 ]; then',
+                   '  echo "=== gpt-console: data preparation exited with code $code; the trainer was not started"',
+                   "else"]
+    indent = "  " if prepare else ""
     lines = ["#!/bin/bash",
              f"# gpt-console: {'resume of ' if resume else ''}run {run_dir.name}. Re-submit by hand with:",
              f"#   sbatch {q(str(run_dir / SCRIPT_FILE))}",
@@ -113,8 +123,9 @@ def batch_script(cfg, run_dir: str | os.PathLike, *, resume: bool, module: str, 
              *([sl.setup] if sl.setup else []),
              'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
              'echo "=== gpt-console: slurm job $SLURM_JOB_ID on $SLURM_NNODES node(s): $SLURM_JOB_NODELIST"',
-             f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 {line}",
-             "code=$?",
+             *prepare,
+             *(indent + s for s in (f"srun --ntasks-per-node=1 --kill-on-bad-exit=1 {line}", "code=$?")),
+             *(["fi"] if prepare else []),
              f"{q(python)} -m tui_trainer.runs.slurm conclude {q(str(run_dir))} \"$code\"",
              'exit "$code"',
              ""]
