@@ -219,3 +219,21 @@ def test_the_event_log_is_cut_back_to_whole_lines_and_catches_up_when_room_retur
     writer.close()
     events = [json.loads(line) for line in path.read_text().splitlines()]
     assert [e["seq"] for e in events] == list(range(201)) and writer.write_failure is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["tui_trainer.training.train", "tui_trainer.training.onefile_train"])
+def test_a_disk_full_before_the_first_checkpoint_is_one_paragraph_too(workdir, tmpfs, module):
+    """The run directory's own first files (config.toml, the event log) hit the full disk: the same one-paragraph
+    "disk full" message as a checkpoint gets, exit code 2, no traceback — from either trainer."""
+    disk = tmpfs(1)
+    run_dir = disk / "runs" / "no-room"
+    run_dir.parent.mkdir()
+    fill(disk)
+    argv = [sys.executable, "-m", module, "--config", str(workdir / "tiny.toml"), "--run-dir", str(run_dir),
+            "--set", "schedule.max_steps=2"]
+    result = subprocess.run(argv, env=trainer_env(), cwd=workdir, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("disk full: "), result.stderr
+    assert "free some space" in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

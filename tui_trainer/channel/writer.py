@@ -60,6 +60,7 @@ class EventWriter:
         # The current write problem (e.g. "disk full: ..."), None once a write succeeds again. The trainer polls
         # it: a run whose log cannot be written must not go on silently.
         self.write_failure: str | None = None
+        self.failure_reported = False  # the trainer told the user why the run failed: add no second message
         self.last_emit = time.time()  # when emit() was last called: heartbeats fill only the silences
         self._unreported_drops = 0
         self._lock = threading.Lock()
@@ -149,7 +150,7 @@ class EventWriter:
             self.write_errors += 1
             self.write_failure = (describe(e, self.path) if is_disk_full(e) else
                                   f"cannot write events to {self.path}: {e}")
-            if self.write_errors == 1:
+            if self.write_errors == 1 and not self.failure_reported:
                 print(f"gpt-console: {self.write_failure}", file=sys.stderr, flush=True)
             if len(self._pending) > _MAX_PENDING:
                 lost = len(self._pending) - _MAX_PENDING

@@ -15,7 +15,7 @@ Imports: the standard library, torch, numpy, tiktoken. docs/onefile.md walks thr
 from __future__ import annotations
 
 import argparse, contextlib, dataclasses, functools, gc, gzip, json, math, os, random, shutil
-import signal, sys, time, traceback
+import errno, signal, sys, time, traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -958,6 +958,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"run {status} at step {step}: {reason}", flush=True)
         code = 1 if status == "failed" else 0
     except Exception as e:  # every failure ends the run with an error event and a run_end
+        if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):  # the user can fix this too
+            e = UserError(f"disk full: could not write {e.filename}: free some space, then resume")
         user = isinstance(e, (UserError, tomllib.TOMLDecodeError, FileNotFoundError))
         message = str(e) if user else f"{type(e).__name__}: {e}"
         events.emit("error", message=message, traceback="" if user else traceback.format_exc())

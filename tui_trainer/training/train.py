@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from tui_trainer.channel.control import ControlInbox
@@ -22,7 +21,7 @@ from tui_trainer.channel.private_files import make_private_dir
 from tui_trainer.channel.writer import EventWriter
 from tui_trainer.training.lib.config import TrainingConfig, config_to_toml, load_config
 from tui_trainer.training.lib.control_requests import FLAGS, handle_requests, wanted_flags
-from tui_trainer.training.lib.errors import is_user_error
+from tui_trainer.training.lib.errors import describe_failure
 from tui_trainer.training.lib.signals import StopFlag, install_stop_handlers, set_parent_death_signal
 from tui_trainer.training.lib.startup import (PreparationStopped, from_rank0, grad_accum_steps_for,
                                               load_hellaswag_on_all_ranks, prepare_shards, start_profiler)
@@ -60,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         events.emit("run_end", status="stopped", reason=f"{stop.reason} while preparing data", step=0)
         code = 0
     except Exception as e:  # noqa: BLE001 - every failure ends the run with an error + run_end event
-        user_error = is_user_error(e)
-        message = str(e) if user_error else f"{type(e).__name__}: {e}"
-        events.emit("error", message=message, traceback="" if user_error else traceback.format_exc())
+        message, trace = describe_failure(e, run_dir)  # a user error: one paragraph and no traceback
+        events.failure_reported = not trace  # that paragraph is printed below: the log writer must not repeat it
+        events.emit("error", message=message, traceback=trace)
         events.emit("run_end", status="failed", reason=message.splitlines()[0][:300], step=progress["step"])
-        if master or not user_error:
-            print(message if user_error else traceback.format_exc(), file=sys.stderr, flush=True)
-        code = 2 if user_error else 1
+        if master or trace:
+            print(trace or message, file=sys.stderr, flush=True)
+        code = 1 if trace else 2
     finally:
         events.close()
         if ctx is not None:

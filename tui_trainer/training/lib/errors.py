@@ -24,3 +24,16 @@ def is_user_error(e: BaseException) -> bool:
         from tui_trainer.channel.diskfull import DiskFull  # registered lazily: importing it costs nothing later
         UserError.register(DiskFull)
     return isinstance(e, UserError)
+
+
+def describe_failure(e: BaseException, run_dir) -> tuple[str, str]:
+    """(message, traceback) for a failure that ends a run. A user error — a UserError, or a raw ENOSPC/EDQUOT from
+    any write (the run directory's first files, a log) — is one paragraph naming the thing and the fix, with an
+    empty traceback; anything else is a bug: its type and message, and the traceback."""
+    import traceback
+    from tui_trainer.channel.diskfull import describe, is_disk_full
+    if is_disk_full(e):
+        return describe(e, run_dir), ""
+    if is_user_error(e):
+        return str(e), ""
+    return f"{type(e).__name__}: {e}", traceback.format_exc()
