@@ -6,6 +6,7 @@ import math
 
 from console_events import EventLog
 
+from tui_trainer.app.chart_catalog import memory_empty_message
 from tui_trainer.app.run_view import RunView
 from tui_trainer.app.runs_model import environment_hint
 from tui_trainer.app.format import ack_sentence
@@ -278,3 +279,12 @@ def test_a_stop_by_signal_reads_as_a_stop_request_in_the_events_pane():
     log.add("run_end", status="stopped", reason="signal SIGTERM", step=3)
     line = fold(log).logs[-1].message
     assert line.startswith("run stopped: stop requested") and "SIGTERM" in line
+
+
+def test_the_memory_chart_of_a_onefile_run_says_none_will_come():
+    modular, twin = EventLog(), EventLog()
+    modular.start()
+    twin.start()["trainer"] = "onefile"
+    assert "yet" in memory_empty_message(fold(modular).trainer)  # the modular trainer sends them periodically
+    text = memory_empty_message(fold(twin).trainer)
+    assert "one-file trainer reports no system figures" in text and "yet" not in text

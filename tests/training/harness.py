@@ -151,3 +151,21 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def signal_ranks(proc: subprocess.Popen, sig: int, nproc: int) -> None:
+    """Signal the ranks as the launcher's supervisor does: a lone trainer itself, or torchrun's workers (its
+    children) — torchrun signalled itself forwards the signal but then exits 1 whatever its workers did."""
+    if nproc == 1:
+        proc.send_signal(sig)
+        return
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        if len(children) >= nproc:
+            for pid in children:
+                os.kill(int(pid), sig)
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"torchrun {proc.pid} has not started its {nproc} workers")
+

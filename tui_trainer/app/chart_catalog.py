@@ -48,6 +48,13 @@ def chart_info(key: str) -> ChartInfo:
     return info
 
 
+def memory_empty_message(trainer: str) -> str:
+    """What the empty memory chart says: the one-file twin never reports system figures, so "yet" would mislead."""
+    if trainer == "onefile":
+        return 'the one-file trainer reports no system figures (launch.trainer = "train" does)'
+    return chart_info("chart-memory").empty
+
+
 def next_chart(current: str, step: int = 1, ids: tuple[str, ...] | None = None) -> str:
     """The chart id ``step`` places after ``current``, wrapping (one chart at a time)."""
     order = ids or tuple(info.id for info in CHARTS)

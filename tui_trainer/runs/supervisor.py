@@ -10,8 +10,9 @@ argv from launch.json, then:
   trainer's graceful stop and torchrun exits 0; ignores SIGHUP;
 - when torchrun exits, SIGKILLs any rank still alive after a short grace (a rank outliving torchrun is an
   orphan), then writes status.json from torchrun's exit code, the launch's events and any stop request;
-- holds the run's launch lock (launch_lock.py) from start to finish: inherited from the launcher, or taken
-  here when started by hand, so a second supervisor for the same run directory refuses to start;
+- holds the run's launch lock (launch_lock.py) until just before it writes the final status: inherited from the
+  launcher, or taken here when started by hand, so a second supervisor for the same run directory refuses to
+  start, and a final status always means the run can be resumed or deleted at once;
 - writes nothing once the run directory has vanished (deleted under it): it asks the trainer to stop and
   leaves the runs root as it found it.
 """
@@ -66,6 +67,9 @@ class Supervisor:
                   "deleted, nothing written back", flush=True)
             return 0
         status = conclude(self.run_dir, self.launch, code, source="supervisor")
+        # Let go first: whoever reads this final status may resume or delete at once (until then this process
+        # still counts as the launch's, so a resume in between is refused as "still running", never doubled).
+        os.close(self.lock_fd)
         write_json(self.run_dir / layout.STATUS_FILE, status.to_json())
         print(f"=== gpt-console: torchrun exited with code {code}; run {status.label}: {status.reason}",
               flush=True)

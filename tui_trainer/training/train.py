@@ -9,7 +9,6 @@ trained; every other event's ``step`` counts the steps done at that moment (val 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -19,23 +18,13 @@ from tui_trainer.channel.control import ControlInbox
 from tui_trainer.channel.layout import ENV_EVENTS, ENV_RUN_DIR, checkpoint_root, events_path
 from tui_trainer.channel.private_files import make_private_dir
 from tui_trainer.channel.writer import EventWriter
+from tui_trainer.training.lib.arguments import parse_args
 from tui_trainer.training.lib.config import TrainingConfig, config_to_toml, load_config
 from tui_trainer.training.lib.control_requests import FLAGS, handle_requests, wanted_flags
 from tui_trainer.training.lib.errors import describe_failure
 from tui_trainer.training.lib.signals import StopFlag, install_stop_handlers, set_parent_death_signal
 from tui_trainer.training.lib.startup import (PreparationStopped, from_rank0, grad_accum_steps_for,
                                               load_hellaswag_on_all_ranks, prepare_shards, start_profiler)
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tui_trainer.training.train", description=__doc__.split("\n")[0])
-    p.add_argument("--config", required=True, help="TOML config (see configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key")
-    p.add_argument("--run-dir", help=f"run directory (default ${ENV_RUN_DIR}, else runs/manual-<config stem>)")
-    p.add_argument("--events", help=f"event log (default ${ENV_EVENTS}, else <run-dir>/events.jsonl)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run dir")
-    p.add_argument("--profile", action="store_true", help="profile steps 2-4 into <run-dir>/profile/")
-    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,11 +63,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: StopFlag,
-          args: argparse.Namespace, progress: dict) -> int:
+          args, progress: dict) -> int:
     import torch
     from tui_trainer.training import lib as L
     from tui_trainer.training.lib.checkpoint import gather_rng_states
-    from tui_trainer.training.lib.evaluation import NonFiniteOutput
+    from tui_trainer.training.lib.evaluation import EvaluationStopped, NonFiniteOutput
     from tui_trainer.training.lib.health import HealthMonitor
     from tui_trainer.training.lib.memory_check import check_memory
     from tui_trainer.training.lib.rundir import checkpoint_to_resume, save_resolved_config
@@ -133,13 +122,14 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
                 grad_accum_steps=accum, max_steps=cfg.schedule.max_steps, start_step=start,
                 resumed_from_step=start if resume_from is not None else None, peak_flops=peak)
 
-    def evaluate(done: int, with_hellaswag: bool) -> None:
-        loss = L.evaluate_loss(raw_model, val_loader, cfg.eval.val_steps, device, autocast)
+    def evaluate(done: int, with_hellaswag: bool) -> None:  # EvaluationStopped once a stop arrives meanwhile
+        loss = L.evaluate_loss(raw_model, val_loader, cfg.eval.val_steps, device, autocast, stop.is_set)
         events.emit("val", step=done, loss=loss)
         if master:
             print(f"step {done:6d} | val loss {loss:.4f}", flush=True)
         if with_hellaswag and hellaswag:
-            result = L.run_hellaswag_eval(raw_model, hellaswag, device, autocast, ctx.rank, world)
+            result = L.run_hellaswag_eval(raw_model, hellaswag, device, autocast, ctx.rank, world,
+                                          should_stop=stop.is_set)
             events.emit("hellaswag", step=done, **result)
 
     def sample(done: int, prompt: str, source: str) -> None:
@@ -180,66 +170,71 @@ def train(cfg: TrainingConfig, ctx, run_dir: Path, events: EventWriter, stop: St
     health, failure = HealthMonitor.from_config(cfg), ""  # diverging runs (lib/health.py), a lost event log
     profiler = start_profiler(run_dir) if args.profile and master else None
     done = start
-    while True:
-        if done > start or not evals_done:  # a checkpoint may have been saved after this step's evaluations
-            if due(cfg.eval.every, done):
-                evaluate(done, with_hellaswag=cfg.eval.hellaswag_every > 0 and due(cfg.eval.hellaswag_every, done))
-            if due(cfg.sample.every, done):
-                sample(done, cfg.sample.prompt, "final" if done == max_steps else "schedule")
-        if done > start and due(cfg.checkpoint.every, done):
-            checkpoint(done, "final" if done == max_steps else "schedule")
-        if done == max_steps:
-            break
-        if time.time() - events.last_emit >= cfg.system.heartbeat_seconds:
-            events.emit("heartbeat", step=done)
+    try:
+        while True:
+            if done > start or not evals_done:  # a checkpoint may have been saved after this step's evaluations
+                if due(cfg.eval.every, done):
+                    evaluate(done, with_hellaswag=cfg.eval.hellaswag_every > 0 and due(cfg.eval.hellaswag_every, done))
+                if due(cfg.sample.every, done):
+                    sample(done, cfg.sample.prompt, "final" if done == max_steps else "schedule")
+            if done > start and due(cfg.checkpoint.every, done):
+                checkpoint(done, "final" if done == max_steps else "schedule")
+            if done == max_steps:
+                break
+            if time.time() - events.last_emit >= cfg.system.heartbeat_seconds:
+                events.emit("heartbeat", step=done)
 
-        t0 = time.time()
-        lr = L.get_lr(done, cfg)
-        loss_t, norm_t = train_step(model, raw_model, optimizer, train_loader, accum=accum, lr=lr,
-                                    grad_clip=cfg.optim.grad_clip, device=device, autocast=autocast,
-                                    distributed=ctx.is_distributed)
-        requests = inbox.poll() if inbox else []
-        vanished = bool(inbox) and not run_dir.is_dir()  # deleted under us: end, and write nothing back
-        if vanished and not stop.requested:
-            stop.set("run directory deleted")
-        if master and events.write_failure and not stop.requested:  # no event log, no run: save it, fail
-            stop.set(events.write_failure)
-            failure = events.write_failure
-        wanted = wanted_flags(requests, stop=stop.requested, vanished=vanished)
-        loss, norm, agreed, figures = agree_with_figures(
-            loss_t, norm_t, wanted, system.slots() if system else [], world_size=world,
-            distributed=ctx.is_distributed)
-        act = dict(zip(FLAGS, agreed))
-        for alert in health.observe(done, loss, norm):  # agreed numbers: every rank reaches the same verdict
-            events.emit("alert", **alert)
-        if health.failure:
-            act["stop"], failure = True, health.failure
-            if not weights_finite(raw_model):  # nothing finite left to save: the newest checkpoint is the state
-                failure += "; the weights themselves are no longer finite, so no checkpoint was written"
-        dt = time.time() - t0  # training only: evaluation, sampling and checkpoints happen outside t0..dt
-        tokens += cfg.optim.total_batch_size
-        done += 1
-        progress["step"] = done
-        if profiler:
-            profiler.step()
-        if (done - 1) % cfg.system.log_every == 0 or done == max_steps:
-            tok_per_s = cfg.optim.total_batch_size / dt
-            events.emit("step", step=done - 1, loss=loss, lr=lr, grad_norm=norm, dt=dt, tok_per_s=tok_per_s,
-                        tokens=tokens, mfu=L.compute_mfu(fpt, tok_per_s, peak, world))
-            if master:
-                print(f"step {done - 1:6d} | loss {loss:.4f} | lr {lr:.3e} | norm {norm:.3f} | "
-                      f"dt {dt * 1000:.0f}ms | tok/s {tok_per_s:,.0f}", flush=True)
-        if system:
-            system.report(events, done, figures)
+            t0 = time.time()
+            lr = L.get_lr(done, cfg)
+            loss_t, norm_t = train_step(model, raw_model, optimizer, train_loader, accum=accum, lr=lr,
+                                        grad_clip=cfg.optim.grad_clip, device=device, autocast=autocast,
+                                        distributed=ctx.is_distributed)
+            requests = inbox.poll() if inbox else []
+            vanished = bool(inbox) and not run_dir.is_dir()  # deleted under us: end, and write nothing back
+            if vanished and not stop.requested:
+                stop.set("run directory deleted")
+            if master and events.write_failure and not stop.requested:  # no event log, no run: save it, fail
+                stop.set(events.write_failure)
+                failure = events.write_failure
+            wanted = wanted_flags(requests, stop=stop.requested, vanished=vanished)
+            loss, norm, agreed, figures = agree_with_figures(
+                loss_t, norm_t, wanted, system.slots() if system else [], world_size=world,
+                distributed=ctx.is_distributed)
+            act = dict(zip(FLAGS, agreed))
+            for alert in health.observe(done, loss, norm):  # agreed numbers: every rank reaches the same verdict
+                events.emit("alert", **alert)
+            if health.failure:
+                act["stop"], failure = True, health.failure
+                if not weights_finite(raw_model):  # nothing finite left to save: the newest checkpoint is the state
+                    failure += "; the weights themselves are no longer finite, so no checkpoint was written"
+            dt = time.time() - t0  # training only: evaluation, sampling and checkpoints happen outside t0..dt
+            tokens += cfg.optim.total_batch_size
+            done += 1
+            progress["step"] = done
+            if profiler:
+                profiler.step()
+            if (done - 1) % cfg.system.log_every == 0 or done == max_steps:
+                tok_per_s = cfg.optim.total_batch_size / dt
+                events.emit("step", step=done - 1, loss=loss, lr=lr, grad_norm=norm, dt=dt, tok_per_s=tok_per_s,
+                            tokens=tokens, mfu=L.compute_mfu(fpt, tok_per_s, peak, world))
+                if master:
+                    print(f"step {done - 1:6d} | loss {loss:.4f} | lr {lr:.3e} | norm {norm:.3f} | "
+                          f"dt {dt * 1000:.0f}ms | tok/s {tok_per_s:,.0f}", flush=True)
+            if system:
+                system.report(events, done, figures)
 
-        # Control requests act here, at the step boundary, on every rank at once.
-        handle_requests(requests, act, done, events, evaluate=evaluate, sample=sample, checkpoint=checkpoint,
-                        prompt=cfg.sample.prompt,
-                        save_on_stop=not act["vanished"] and "no checkpoint" not in failure)
-        if act["stop"]:
-            status = "failed" if failure else "stopped"
-            reason = failure or stop.reason or "stop requested"
-            break
+            # Control requests act here, at the step boundary, on every rank at once.
+            handle_requests(requests, act, done, events, evaluate=evaluate, sample=sample, checkpoint=checkpoint,
+                            prompt=cfg.sample.prompt,
+                            save_on_stop=not act["vanished"] and "no checkpoint" not in failure)
+            if act["stop"]:
+                status = "failed" if failure else "stopped"
+                reason = failure or stop.reason or "stop requested"
+                break
+    except EvaluationStopped as e:  # the same graceful stop, saved before this step's evaluations: a resume redoes them
+        events.emit("log", level="info", message=str(e))
+        checkpoint(done, "stop")
+        status, reason = "stopped", stop.reason or "stop requested"
     if profiler:
         profiler.stop()
         events.emit("log", level="info", message=f"profiler trace written to {run_dir / 'profile'}")

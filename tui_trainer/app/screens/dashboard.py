@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
-from tui_trainer.app.chart_catalog import CHARTS, chart_info, run_specs, sync_specs
+from tui_trainer.app.chart_catalog import CHARTS, chart_info, memory_empty_message, run_specs, sync_specs
 from tui_trainer.app.chart_render import ChartOptions, ChartSpec
 from tui_trainer.app.feed import RunFeed
 from tui_trainer.app.format import ack_sentence
@@ -154,9 +154,11 @@ class DashboardScreen(Screen):
             acks = {rid: view.acks[rid] for rid in self.pending if rid in view.acks}
         hellaswag = self.query_one("#chart-hellaswag", MetricChart)
         wanted = hellaswag_skipped_message(skipped) if skipped else chart_info("chart-hellaswag").empty
-        if hellaswag.empty_message != wanted:
-            hellaswag.empty_message = wanted
-            hellaswag.set_spec(hellaswag.spec)  # drops the cached frame so the new words show
+        memory = self.query_one("#chart-memory", MetricChart)
+        for chart, words in ((hellaswag, wanted), (memory, memory_empty_message(view.trainer))):
+            if chart.empty_message != words:
+                chart.empty_message = words
+                chart.set_spec(chart.spec)  # drops the cached frame so the new words show
         for chart in self.query(MetricChart):
             chart.refresh_if_changed()
         self.query_one(SamplesPanel).show(view)

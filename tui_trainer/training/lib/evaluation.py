@@ -45,6 +45,32 @@ def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+# Batches between two looks at the stop flag during an evaluation. Each look is one all-reduce of a single value
+# (every rank must leave at the same batch) and a host sync, so not every batch; a CPU batch takes 0.1-1 s, so a
+# stop is seen within seconds even in a 10,042-example HellaSwag that would otherwise outlast the launcher's
+# 120 s grace before SIGKILL (and lose the steps since the last checkpoint).
+STOP_CHECK_EVERY = 4
+
+
+class EvaluationStopped(Exception):
+    """A stop (SIGTERM/SIGINT) arrived during an evaluation: every rank left it at the same batch, nothing was
+    reported; the trainer checkpoints as for any stop, before this step's evaluations, so a resume redoes them."""
+
+
+def _stop_agreed(should_stop: Callable[[], bool] | None, batch: int, common_batches: int, device) -> bool:
+    """At every STOP_CHECK_EVERY-th batch that all ranks reach: did any rank's stop flag go up? (A collective.)"""
+    if should_stop is None or batch % STOP_CHECK_EVERY or batch >= common_batches:
+        return False
+    flag = torch.tensor(1.0 if should_stop() else 0.0, device=device)
+    return _all_reduce(flag, dist.ReduceOp.MAX).item() > 0
+
+
+def _all_reduce(t: torch.Tensor, op) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=op)
+    return t
+
+
 def logits_at(model: torch.nn.Module, idx: torch.Tensor, rows: torch.Tensor | slice,
               positions: torch.Tensor | int) -> torch.Tensor:
     """Logits at ``(rows, positions)`` of ``idx`` only. When the model exposes ``hidden_states`` and
@@ -63,13 +89,17 @@ def model_block_size(model: torch.nn.Module) -> int:
 
 
 # --------------------------------------------------------------------------------------- val loss
-def evaluate_loss(model: torch.nn.Module, val_loader, steps: int, device, autocast: Autocast) -> float:
+def evaluate_loss(model: torch.nn.Module, val_loader, steps: int, device, autocast: Autocast,
+                  should_stop: Callable[[], bool] | None = None) -> float:
     """Mean loss over ``steps`` validation micro-batches from the start of the val split (the loader is reset,
-    so every evaluation sees the same tokens), averaged over ranks."""
+    so every evaluation sees the same tokens), averaged over ranks. EvaluationStopped once ``should_stop``
+    (the trainer's stop flag) is up on any rank."""
     val_loader.reset()
     total = torch.zeros((), dtype=torch.float32, device=device)
     with _evaluating(model):
-        for _ in range(steps):
+        for batch in range(steps):
+            if _stop_agreed(should_stop, batch, steps, device):
+                raise EvaluationStopped(f"stopped during the validation loss, at batch {batch} of {steps}")
             x, y = val_loader.next_batch()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with autocast():
@@ -81,18 +111,26 @@ def evaluate_loss(model: torch.nn.Module, val_loader, steps: int, device, autoca
 
 # -------------------------------------------------------------------------------------- HellaSwag
 def run_hellaswag_eval(model: torch.nn.Module, examples: list[dict], device, autocast: Autocast, rank: int,
-                       world_size: int, *, batch_tokens: int = HELLASWAG_BATCH_TOKENS) -> dict:
+                       world_size: int, *, batch_tokens: int = HELLASWAG_BATCH_TOKENS,
+                       should_stop: Callable[[], bool] | None = None) -> dict:
     """Score ``examples`` (this rank takes every world_size-th, from ``rank``) and sum the counts over ranks.
 
     acc: the ending with the lowest total loss over its tokens is the answer; acc_norm: the lowest mean loss
-    (build-nanogpt's number). Returns {"correct", "correct_norm", "total", "acc", "acc_norm"}.
+    (build-nanogpt's number). Returns {"correct", "correct_norm", "total", "acc", "acc_norm"}. EvaluationStopped
+    once ``should_stop`` is up on any rank.
     """
     enc = get_tokenizer()
     block_size = model_block_size(model)
     rendered = [render_example(ex, enc, block_size) for ex in examples[rank::world_size]]
+    batches = list(_hellaswag_batches(rendered, batch_tokens))
+    common = len(batches)  # ranks may batch their shares differently: look at the stop flag where all are
+    if should_stop is not None:
+        common = int(_all_reduce(torch.tensor(common, device=device), dist.ReduceOp.MIN).item())
     counts = torch.zeros(3, dtype=torch.long, device=device)  # correct, correct_norm, total
     with _evaluating(model):
-        for batch in _hellaswag_batches(rendered, batch_tokens):
+        for i, batch in enumerate(batches):
+            if _stop_agreed(should_stop, i, common, device):
+                raise EvaluationStopped(f"stopped during HellaSwag, at batch {i} of {len(batches)}")
             counts += _score_batch(model, batch, device, autocast)
     correct, correct_norm, total = (int(v) for v in _all_reduce_sum(counts).tolist())
     return {"correct": correct, "correct_norm": correct_norm, "total": total,

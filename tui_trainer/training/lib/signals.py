@@ -28,6 +28,9 @@ class StopFlag:
             self.reason = reason
         self.requested = True
 
+    def is_set(self) -> bool:  # for the evaluations, which look every few batches
+        return self.requested
+
 
 def install_stop_handlers(flag: StopFlag, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
