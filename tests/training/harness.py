@@ -68,6 +68,15 @@ def write_config(directory: Path, corpus: Path, shards: Path) -> Path:
     return path
 
 
+def prepared_workdir(tmp_path_factory, name: str) -> Path:
+    """A fresh folder with a corpus, its token shards (prepared once by the real data pipeline) and tiny.toml."""
+    from tui_trainer.training.lib.config import load_config
+    from tui_trainer.training.lib.shards import ensure_shards
+    root = tmp_path_factory.mktemp(name)
+    ensure_shards(load_config(write_config(root, write_corpus(root), root / "shards")))
+    return root
+
+
 def trainer_env() -> dict[str, str]:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"

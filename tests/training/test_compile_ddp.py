@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tui_trainer.training.lib.config import load_config
 
-from .harness import check_events, of_type, read_events, run_trainer, step_losses, write_config, write_corpus
+from .harness import check_events, of_type, prepared_workdir, read_events, run_trainer, step_losses
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-4
@@ -35,10 +34,7 @@ RUN = ["schedule.max_steps=4", "optim.total_batch_size=512", "eval.every=2", "ev
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    from tui_trainer.training.lib.shards import ensure_shards
-    root = tmp_path_factory.mktemp("compile")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
+    root = prepared_workdir(tmp_path_factory, "compile")
     (root / "hellaswag.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES))
     return root
 

@@ -24,7 +24,7 @@ from tui_trainer.training.lib.config import config_to_dict, config_to_toml, load
 from tui_trainer.training.lib.model import GPT
 from tui_trainer.training.lib.optim import configure_optimizer
 
-from .harness import read_events, run_trainer, trainer_env, write_config, write_corpus
+from .harness import prepared_workdir, read_events, run_trainer, trainer_env
 
 MB = 1024 * 1024
 
@@ -116,11 +116,7 @@ def test_prune_finishes_a_delete_that_was_cut_short(tmp_path):
 # ----------------------------------------------------------------------------------------- the trainer
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    from tui_trainer.training.lib.shards import ensure_shards
-    root = tmp_path_factory.mktemp("diskfull")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
-    return root
+    return prepared_workdir(tmp_path_factory, "diskfull")
 
 
 @pytest.mark.slow

@@ -15,10 +15,9 @@ import torch
 
 from tui_trainer.runs.status import derive_status
 from tui_trainer.training.lib.checkpoint import list_checkpoints, load_checkpoint
-from tui_trainer.training.lib.config import load_config
 from tui_trainer.training.lib.health import MIN_BASELINE, HealthMonitor
 
-from .harness import check_events, of_type, read_events, run_trainer, trainer_env, write_config, write_corpus
+from .harness import check_events, of_type, prepared_workdir, read_events, run_trainer, trainer_env
 
 
 # ------------------------------------------------------------------------------------------ the monitor
@@ -87,11 +86,7 @@ def test_a_nan_on_one_rank_skips_the_update_on_every_rank():
 # ------------------------------------------------------------------------------------------- the trainer
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    from tui_trainer.training.lib.shards import ensure_shards
-    root = tmp_path_factory.mktemp("diverging")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
-    return root
+    return prepared_workdir(tmp_path_factory, "diverging")
 
 
 # A learning rate of 1e30 leaves finite but enormous weights after step 0; every later forward overflows.

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tui_trainer.training.lib.config import load_config
 
-from .harness import check_events, of_type, read_events, trainer_argv, trainer_env, write_config, write_corpus
+from .harness import check_events, of_type, prepared_workdir, read_events, trainer_argv, trainer_env
 
 pytestmark = pytest.mark.slow
 EXAMPLES = [{"ctx": f"The cat sat on the {w}.", "label": i % 4,
@@ -26,10 +25,7 @@ EXAMPLES = [{"ctx": f"The cat sat on the {w}.", "label": i % 4,
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    from tui_trainer.training.lib.shards import ensure_shards
-    root = tmp_path_factory.mktemp("hellaswag-ranks")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
+    root = prepared_workdir(tmp_path_factory, "hellaswag-ranks")
     (root / "hellaswag.jsonl").write_text("".join(json.dumps(e) + "\n" for e in EXAMPLES))
     return root
 

@@ -9,20 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tui_trainer.training.lib.config import load_config
 
-from .harness import run_trainer, trainer_argv, trainer_env, write_config, write_corpus
+from .harness import prepared_workdir, run_trainer, trainer_argv, trainer_env
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    from tui_trainer.training.lib.shards import ensure_shards
-    root = tmp_path_factory.mktemp("private")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
-    return root
+    return prepared_workdir(tmp_path_factory, "private")
 
 
 def _modes(run_dir: Path) -> dict[str, int]:

@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tui_trainer.training.lib.config import load_config
-from tui_trainer.training.lib.shards import ensure_shards
-
-from .harness import (check_events, kill_group, of_type, read_events, run_trainer, signal_ranks, start_trainer,
-                      wait_for_event, write_config, write_corpus)
+from .harness import (check_events, kill_group, of_type, prepared_workdir, read_events, run_trainer, signal_ranks,
+                      start_trainer, wait_for_event)
 
 pytestmark = pytest.mark.slow
 
@@ -28,10 +25,7 @@ BIG_BATCHES = ("optim.micro_batch_size=32", "optim.total_batch_size=2048", "sche
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stop-eval")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
-    return root
+    return prepared_workdir(tmp_path_factory, "stop-eval")
 
 
 def stop_during(workdir: Path, run_dir: Path, overrides: tuple, nproc: int, started) -> list[dict]:

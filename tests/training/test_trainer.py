@@ -17,10 +17,8 @@ import pytest
 from tui_trainer.channel.control import send_control
 from tui_trainer.training.lib.config import load_config, parameter_count
 
-from .harness import (
-    check_events, kill_group, of_type, read_events, run_trainer, start_trainer, step_losses, wait_for_event,
-    write_config, write_corpus,
-)
+from .harness import (check_events, kill_group, of_type, prepared_workdir, read_events, run_trainer, start_trainer,
+                      step_losses, wait_for_event)
 
 pytestmark = pytest.mark.slow
 STEPS = "schedule.max_steps=12"
@@ -28,12 +26,7 @@ STEPS = "schedule.max_steps=12"
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A corpus, its token shards (prepared once by the real data pipeline) and the tiny config."""
-    from tui_trainer.training.lib.shards import ensure_shards
-    root = tmp_path_factory.mktemp("trainer")
-    config = write_config(root, write_corpus(root), root / "shards")
-    ensure_shards(load_config(config))
-    return root
+    return prepared_workdir(tmp_path_factory, "trainer")
 
 
 @pytest.fixture(scope="module")
