@@ -207,6 +207,27 @@ def test_a_onefile_run_under_slurm_prepares_its_shards_in_the_job(slurm_runs_roo
     assert "prepared in " in run.log_file.read_text(errors="replace")  # by the job, before the twin started
 
 
+@pytest.mark.slow
+def test_a_run_reaching_its_time_limit_stops_cleanly_before_it(slurm_runs_root, tmp_path, shared_data, data_cache):
+    """slurm.stop_signal_seconds: Slurm sends SIGTERM that long before the time limit (up to 60 s earlier still:
+    its timer ticks once a minute), the ranks checkpoint and exit 0 before the limit kills them, and the status
+    says Slurm stopped it. A 3-minute limit with the signal at 60 s: it comes 60-120 s into the job."""
+    from runs_helpers import tiny_toml
+    config = slurm_config(tmp_path, tiny_toml(shared_data, data_cache, max_steps=1_000_000, hellaswag=False),
+                          extra='time_limit = "00:03:00"\nstop_signal_seconds = 60\n')
+    run = RunStore(slurm_runs_root).launch(config_path=config)
+    assert "#SBATCH --signal=TERM@60" in (run.dir / "job.sbatch").read_text()
+    started = wait_for_event(run, lambda e: e["type"] == "run_start", 180, "run_start from the Slurm job")
+    status = wait_final(run, 240)
+    events = read_events(run.events_file)
+    [end] = [e for e in events if e["type"] == "run_end"]
+    assert status.state == "stopped" and end["status"] == "stopped", (status, end)
+    assert end["reason"] == "signal SIGTERM" and "stopped by Slurm" in status.reason, status
+    assert end["t"] - started["t"] < 180  # before the limit: the trainer ended the run, not Slurm's kill
+    [stop] = [e for e in events if e["type"] == "checkpoint" and e["reason"] == "stop"]
+    assert stop["step"] == end["step"] > 0 and run.checkpoints()[-1].name == f"step-{end['step']:08d}"
+
+
 def read_events_safe(path: Path) -> list[dict]:
     return read_events(path) if path.exists() else []
 

@@ -47,6 +47,18 @@ def test_a_stop_nobody_asked_for_keeps_the_trainers_reason(tmp_path):
     assert status.reason == "signal SIGTERM"
 
 
+def test_a_slurm_job_signalled_by_slurm_says_so(tmp_path):
+    """The time-limit warning (--signal=TERM@N) or an administrator's scancel --signal: nobody here asked."""
+    run = RunStore(tmp_path).create("slurm-stopped")
+    write_events(run, ("run_start", {}),
+                 ("run_end", {"status": "stopped", "reason": "signal SIGTERM", "step": 7}))
+    status = conclude(run.dir, {"launch": 1, "events_offset": 0, "backend": "slurm"}, 0, source="slurm job")
+    assert status.state == "stopped" and status.reason.startswith("stopped by Slurm (SIGTERM: the job's time limit")
+    assert "resume continues" in status.reason
+    write_json(run.dir / "stop.json", {"launch": 1, "requested_at": 5.0, "by": "ada", "pid": 1})
+    status = conclude(run.dir, {"launch": 1, "events_offset": 0, "backend": "slurm"}, 0, source="slurm job")
+    assert status.reason == "stopped by the user (ada)"  # gpt-console stop: scancel --signal=TERM, asked for
+
 def test_a_launch_whose_supervisor_is_not_recorded_yet_is_starting_not_lost(tmp_path):
     """launch.json exists a moment before the supervisor records itself; a look in that moment (the console
     polls every second) once persisted "lost" for a run that then trained fine (e2e failure, 1 run in 3)."""

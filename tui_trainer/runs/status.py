@@ -122,6 +122,8 @@ def conclude(run_dir: Path, launch: dict, exit_code: int | None, *, source: str)
             reason = error_text if error_text.startswith(reason) else f"{reason}: {error_text}"
         if state == STOPPED and stop_requested:
             reason = stopped_by_user(stop, reason)
+        elif state == STOPPED and launch.get("backend") == "slurm" and reason.startswith("signal "):
+            reason = stopped_by_slurm(reason)
         if exit_code not in (None, 0) and state != FAILED:
             reason += f" (torchrun exited with code {exit_code} afterwards)"
         return RunStatus(state, reason, exit_code, end.get("step", step), now, source, number)
@@ -158,6 +160,13 @@ def stopped_by_user(stop: dict, trainer_reason: str) -> str:
     if trainer_reason and not trainer_reason.startswith("signal ") and trainer_reason != "stop requested":
         text += f": {trainer_reason}"
     return text
+
+
+def stopped_by_slurm(trainer_reason: str) -> str:
+    """A Slurm job's ranks got SIGTERM nobody here asked for: the time-limit warning the job asks for
+    (``--signal=TERM@slurm.stop_signal_seconds``), or an administrator's ``scancel --signal``."""
+    return (f"stopped by Slurm ({trainer_reason.removeprefix('signal ')}: the job's time limit is near, or it was "
+            "signalled with scancel); resume continues from the checkpoint it wrote")
 
 
 def _first_paragraph(text: str) -> str:
