@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stop", help="stop a run (it checkpoints first)")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds to wait for the graceful stop before killing (default 120)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds to wait for the graceful stop before killing (default: 120, or twice the run's "
+                        "last step time plus a minute if that is longer)")
     _runs_root_arg(p)
 
     p = sub.add_parser("resume", help="continue a stopped/failed/lost run from its newest checkpoint")
@@ -253,10 +254,12 @@ def cmd_status(args) -> int:
 
 
 def cmd_stop(args) -> int:
+    from tui_trainer.runs.launcher import stop_grace
     run = _store(args).get(args.run)
+    timeout = stop_grace(run) if args.timeout is None else args.timeout
     print(f"stopping {run.id}: the trainer checkpoints at the next step boundary "
-          f"(killed after {args.timeout:.0f} s if it does not exit)...", flush=True)
-    status = run.stop(timeout=args.timeout)
+          f"(killed after {timeout:.0f} s if it does not exit)...", flush=True)
+    status = run.stop(timeout=timeout)
     print(f"{run.id}: {status.label}" + (f" — {status.reason}" if status.reason else ""))
     checkpoints = run.checkpoints()
     if checkpoints:

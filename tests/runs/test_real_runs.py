@@ -220,3 +220,19 @@ def test_ctrl_c_detaches_cli_control_then_sigkill_leaves_no_rank(tmp_path, tiny_
     leftovers = [st.pid for st in procs.all_stats() if str(run.dir) in " ".join(procs.cmdline(st.pid))
                  and st.state not in ("Z", "X")]
     assert leftovers == []
+
+
+def test_a_stop_waits_out_a_step_longer_than_the_grace_instead_of_killing_it(tmp_path, tiny_config):
+    """The trainer stops at a step boundary. With steps longer than the stop's least grace (here 3 s instead of
+    120 s, to keep the test short), a fixed deadline SIGKILLed the run mid-step and lost every step since its last
+    checkpoint; the grace now covers twice the run's last step (plus a minute for the checkpoint)."""
+    from tui_trainer.runs.launcher import stop_grace, stop_run
+    run = RunStore(tmp_path / "runs").launch(config_path=tiny_config(1000, accum=250, hellaswag=False))
+    first = wait_for_event(run, lambda e: e["type"] == "step", 240, "the first (slow) step")
+    assert first["dt"] > 3.0, first  # each step outlasts the least grace used below
+    assert stop_grace(run, 3.0) >= 2 * first["dt"] + 60
+    status = stop_run(run, min_timeout=3.0)
+    assert status.state == "stopped" and "killed" not in status.reason, status
+    end = read_events(run.events_file)[-1]
+    assert end["type"] == "run_end" and end["status"] == "stopped"
+    assert run.checkpoints()[-1].name == f"step-{end['step']:08d}"  # the stop checkpoint: nothing lost

@@ -22,6 +22,7 @@ rank's group, their descendants) gets SIGKILL, and /proc is checked until nothin
 from __future__ import annotations
 
 import getpass
+import math
 import os
 import signal
 import socket
@@ -39,7 +40,7 @@ from tui_trainer.runs.errors import LaunchError, RunError, RunIsRunning, RunNotR
 from tui_trainer.runs.files import open_private_append, read_json, write_json, write_private
 from tui_trainer.runs.launch_lock import LOCK_FD_ENV, launch_lock
 from tui_trainer.runs.status import (QUEUED, RUNNING, STOP_FILE, RunStatus, any_alive, derive_status,
-                                     launch_processes)
+                                     launch_processes, segment_tail)
 
 TRAINER_MODULES = {"train": "tui_trainer.training.train", "onefile": "tui_trainer.training.onefile_train"}
 SOURCE_CONFIG_FILE = "config.source.toml"
@@ -300,8 +301,25 @@ def request_stop(run) -> dict:
     return launch
 
 
-def stop_run(run, *, timeout: float = 120.0, kill_timeout: float = 10.0) -> RunStatus:
-    """Graceful stop, escalating to SIGKILL of every process of the launch after ``timeout`` seconds."""
+STOP_GRACE_S = 120.0  # the least a graceful stop is given before SIGKILL
+
+
+def stop_grace(run, floor: float = STOP_GRACE_S) -> float:
+    """Seconds a graceful stop may take before SIGKILL: ``floor``, or longer for a run whose steps are slow —
+    the trainer stops at a step boundary, and killing it mid-step loses every step since its last checkpoint.
+    Twice the newest step's duration of this launch, plus a minute for the stop checkpoint."""
+    launch = read_json(run.launch_file) or {}
+    offset = launch.get("events_offset") if isinstance(launch.get("events_offset"), int) else 0
+    steps = [e.get("dt") for e in segment_tail(run.events_file, offset) if e.get("type") == "step"]
+    dt = steps[-1] if steps and isinstance(steps[-1], (int, float)) and math.isfinite(steps[-1]) else 0.0
+    return max(floor, 2.0 * max(dt, 0.0) + 60.0) if dt > 0 else floor
+
+
+def stop_run(run, *, timeout: float | None = None, kill_timeout: float = 10.0,
+             min_timeout: float = STOP_GRACE_S) -> RunStatus:
+    """Graceful stop, escalating to SIGKILL of every process of the launch after ``timeout`` seconds
+    (None: ``stop_grace``, at least ``min_timeout``)."""
+    timeout = stop_grace(run, min_timeout) if timeout is None else timeout
     request_stop(run)
     if not _wait_gone(run, timeout):
         kill_launch(run)

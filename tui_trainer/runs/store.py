@@ -131,7 +131,8 @@ class Run:
         return load_config(self.config_file)
 
     # ----------------------------------------------------------------------------------------- actions
-    def stop(self, timeout: float = 120.0, *, kill_timeout: float = 10.0) -> RunStatus:
+    def stop(self, timeout: float | None = None, *, kill_timeout: float = 10.0) -> RunStatus:
+        """Graceful stop; SIGKILL after ``timeout`` s (None: 120 s, or longer for slow steps — launcher.stop_grace)."""
         from tui_trainer.runs.launcher import stop_run
         return stop_run(self, timeout=timeout, kill_timeout=kill_timeout)
 
