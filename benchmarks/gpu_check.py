@@ -154,7 +154,7 @@ def read_events(run_dir: Path) -> list[dict]:
 
 
 class RunFailed(RuntimeError):
-    pass
+    """A check's training run exited non-zero or wrote no usable events; the report says which and why."""
 
 
 def run_trainer(argv: list[str], env: dict, log: Path, timeout: float, run_dir: Path,

@@ -4,6 +4,7 @@ and find it with its history, stop it, resume it, stop it again."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -64,10 +65,8 @@ def _end_everything(store: RunStore, supervisors: list) -> list[int]:
     for pid in roots:
         for child in procs.descendants(pid, stats):
             procs.kill_group(procs.stamp(child), signal.SIGKILL)  # a rank leads its own group
-        try:
+        with contextlib.suppress(ProcessLookupError):  # already gone: nothing left to end
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + 10
     while True:
         alive = [p.pid for p in supervisors if p.poll() is None]

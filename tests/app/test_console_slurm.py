@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from console_pilot import SIZE, open_editor, run, wait_for
+from runs_helpers import tiny_toml
 
 from tui_trainer.app.console import GptConsole
 from tui_trainer.app.screens.dashboard import DashboardScreen
@@ -19,53 +20,11 @@ START_TIMEOUT = 240  # the job is scheduled, torch imported, shards prepared, fi
 
 
 def slurm_tiny_config(tmp_path, shared_data):
+    """runs_helpers' tiny run (2 CPU ranks), long, without evaluations, submitted to Slurm."""
+    text = tiny_toml(shared_data, tmp_path / "cache", max_steps=100_000, hellaswag=False)
     path = tmp_path / "slurm-tiny.toml"
-    path.write_text(f"""# A tiny run submitted to Slurm from the console.
-[model]
-n_layer = 2
-n_head = 2
-n_embd = 32
-block_size = 32
-
-[data]
-source = "shakespeare"
-path = "{shared_data / 'tinyshakespeare.txt'}"
-cache_dir = "{tmp_path / 'cache'}"
-shard_tokens = 200000
-
-[optim]
-micro_batch_size = 4
-total_batch_size = 256
-max_lr = 3e-3
-
-[schedule]
-warmup_steps = 2
-max_steps = 100000
-
-[eval]
-every = 0
-hellaswag_every = 0
-
-[sample]
-every = 0
-max_tokens = 8
-
-[checkpoint]
-every = 0
-
-[system]
-device = "cpu"
-dtype = "float32"
-heartbeat_seconds = 1.0
-
-[launch]
-backend = "slurm"
-nproc_per_node = 2
-omp_num_threads = 1
-
-[slurm]
-cpus_per_task = 2
-""")
+    path.write_text("# A tiny run submitted to Slurm from the console.\n"
+                    + text.replace("[launch]\n", '[launch]\nbackend = "slurm"\n') + "\n[slurm]\ncpus_per_task = 2\n")
     return path
 
 

@@ -71,3 +71,18 @@ def test_a_launch_whose_supervisor_is_not_recorded_yet_is_starting_not_lost(tmp_
     write_json(run.launch_file, {"launch": 2, "events_offset": 0, "supervisor": None, "torchrun": None,
                                  "workers": [], "started_at": time.time() - LAUNCH_GRACE_S - 1})
     assert derive_status(run.dir).state == "lost"             # a launcher that died meanwhile: lost after all
+
+
+def test_the_stop_grace_follows_the_last_step_and_ignores_nonsense(tmp_path):
+    from tui_trainer.runs.launcher import STOP_GRACE_MAX_S, stop_grace
+    run = RunStore(tmp_path).create("slow")
+    assert stop_grace(run, 120.0) == 120.0  # no launch.json, no events: the floor
+    write_json(run.launch_file, {"launch": 1, "events_offset": 0})
+    for dt, grace in ((0.5, 120.0), (200.0, 460.0), (-5.0, 120.0), ("300", 120.0), (None, 120.0),
+                      (1e6, STOP_GRACE_MAX_S), (1e300, 120.0), (True, 120.0)):
+        run.events_file.unlink(missing_ok=True)
+        write_events(run, ("step", {"step": 0, "loss": 5.0, "lr": 1e-3, "grad_norm": 1.0, "dt": dt,
+                                    "tok_per_s": 100.0, "tokens": 256, "mfu": None}))
+        assert stop_grace(run, 120.0) == grace, dt
+    run.events_file.write_text('{"type": "step", "dt": NaN}\n{"torn')
+    assert stop_grace(run, 120.0) == 120.0

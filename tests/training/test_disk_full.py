@@ -5,6 +5,7 @@ trainer, the CLI says it in one paragraph, and a prune cut short is finished by 
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -61,8 +62,9 @@ def fill(directory: Path, leave_bytes: int = 0) -> Path:
                 f.write(b"\0" * chunk)
                 remaining -= chunk
             f.flush()
-        except OSError:
-            pass
+        except OSError as e:  # the last chunk may hit the full disk itself: that is the point
+            if e.errno != errno.ENOSPC:
+                raise
     return filler
 
 

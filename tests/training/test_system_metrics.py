@@ -64,7 +64,7 @@ def test_cpu_percent_follows_the_work_done():
 
 # ---------------------------------------------------------------------------------------------- fake NVML
 class FakeNvmlError(Exception):
-    pass
+    """What the fake NVML raises where real NVML would (nvmlDeviceGet* on a lost GPU)."""
 
 
 def fake_nvml(*, fail: tuple[str, ...] = (), uuids=("GPU-aaaa", "GPU-bbbb")):

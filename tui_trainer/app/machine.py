@@ -78,7 +78,7 @@ def gpus(proc_gpus: Path = PROC_GPUS, dev: Path = DEV) -> tuple[int | None, tupl
     try:
         listed = [p for p in proc_gpus.iterdir() if p.is_dir()]
         return len(listed), None, str(proc_gpus)
-    except OSError:
+    except OSError:  # no /proc/driver/nvidia/gpus: try the device nodes below
         pass
     try:
         nodes = [p for p in dev.iterdir() if re.fullmatch(r"nvidia\d+", p.name)]

@@ -49,4 +49,4 @@ def _tighten(path: Path, mode: int) -> None:
         if st.st_uid == os.getuid() and st.st_mode & 0o777 != mode:
             path.chmod(mode)
     except OSError:
-        pass
+        pass  # not ours to change (e.g. a filesystem without modes): still usable, as in open_private

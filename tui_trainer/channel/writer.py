@@ -166,5 +166,5 @@ class EventWriter:
         try:
             os.ftruncate(self._file.fileno(), self._good_size)
         except OSError:
-            pass
+            pass  # a file that cannot be shortened keeps its torn tail; readers skip a torn line anyway
 

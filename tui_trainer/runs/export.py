@@ -105,4 +105,4 @@ def check_export_target(target: Path, run, runs_root: str | os.PathLike) -> None
             raise RunError(f"refusing to write {target}: it is the event log being exported — "
                            "choose another path")
     except OSError:
-        pass
+        pass  # cannot be compared (e.g. unreadable): the write below reports its own error

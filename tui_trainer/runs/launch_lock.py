@@ -2,7 +2,8 @@
 
 Whoever launches or resumes a run takes the lock before looking at the run's state and hands the locked file
 to the supervisor it starts (an inherited descriptor shares the lock), which holds it until the run's processes
-are gone and lets go just before it writes the final status (so a final status means the lock is free). A second launch, resume or delete meanwhile is refused at once instead of racing the first.
+are gone and lets go just before it writes the final status (so a final status means the lock is free). A second
+launch, resume or delete meanwhile is refused at once instead of racing the first.
 The kernel drops the lock when its last holder exits, however it exits, so a crash never leaves it stale.
 """
 

@@ -302,6 +302,7 @@ def request_stop(run) -> dict:
 
 
 STOP_GRACE_S = 120.0  # the least a graceful stop is given before SIGKILL
+STOP_GRACE_MAX_S = 6 * 3600.0  # and the most, whatever step time the event log claims
 
 
 def stop_grace(run, floor: float = STOP_GRACE_S) -> float:
@@ -312,7 +313,7 @@ def stop_grace(run, floor: float = STOP_GRACE_S) -> float:
     offset = launch.get("events_offset") if isinstance(launch.get("events_offset"), int) else 0
     steps = [e.get("dt") for e in segment_tail(run.events_file, offset) if e.get("type") == "step"]
     dt = steps[-1] if steps and isinstance(steps[-1], (int, float)) and math.isfinite(steps[-1]) else 0.0
-    return max(floor, 2.0 * max(dt, 0.0) + 60.0) if dt > 0 else floor
+    return max(floor, min(2.0 * dt + 60.0, STOP_GRACE_MAX_S)) if dt > 0 else floor
 
 
 def stop_run(run, *, timeout: float | None = None, kill_timeout: float = 10.0,

@@ -77,16 +77,10 @@ def batch_script(cfg, run_dir: str | os.PathLike, *, resume: bool, module: str, 
     q = shlex.quote
     options = [f"--job-name={job_name}", f"--nodes={lc.nnodes}", "--ntasks-per-node=1",
                f"--output={run_dir / layout.TRAINER_LOG}", "--open-mode=append", f"--chdir={cwd}"]
-    if sl.cpus_per_task:
-        options.append(f"--cpus-per-task={sl.cpus_per_task}")
-    if sl.gpus_per_node:
-        options.append(f"--gpus-per-node={sl.gpus_per_node}")
-    if sl.partition:
-        options.append(f"--partition={sl.partition}")
-    if sl.account:
-        options.append(f"--account={sl.account}")
-    if sl.time_limit:
-        options.append(f"--time={sl.time_limit}")
+    for flag, value in (("cpus-per-task", sl.cpus_per_task), ("gpus-per-node", sl.gpus_per_node),
+                        ("partition", sl.partition), ("account", sl.account), ("time", sl.time_limit)):
+        if value:  # 0 or "": Slurm's default
+            options.append(f"--{flag}={value}")
     if sl.stop_signal_seconds:
         # No "B:" prefix: the signal goes to the job's steps (torchrun → ranks), not to this script.
         options.append(f"--signal=TERM@{sl.stop_signal_seconds}")
@@ -297,7 +291,7 @@ def derive(run_dir: Path, launch: dict, *, persist: bool):
         try:
             write_json(run_dir / layout.STATUS_FILE, status.to_json())
         except OSError:
-            pass
+            pass  # a read-only look (another user's run, a full disk): the status is still returned
     return status
 
 

@@ -132,7 +132,7 @@ class Run:
 
     # ----------------------------------------------------------------------------------------- actions
     def stop(self, timeout: float | None = None, *, kill_timeout: float = 10.0) -> RunStatus:
-        """Graceful stop; SIGKILL after ``timeout`` s (None: 120 s, or longer for slow steps — launcher.stop_grace)."""
+        """Graceful stop; SIGKILL after ``timeout`` s (None: 120 s, longer for slow steps: launcher.stop_grace)."""
         from tui_trainer.runs.launcher import stop_run
         return stop_run(self, timeout=timeout, kill_timeout=kill_timeout)
 
