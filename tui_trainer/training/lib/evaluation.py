@@ -36,8 +36,12 @@ def _evaluating(model: torch.nn.Module):
 
 
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    return _all_reduce(t, dist.ReduceOp.SUM)  # SUM (not AVG): gloo has no AVG
+
+
+def _all_reduce(t: torch.Tensor, op) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)  # SUM (not AVG): gloo has no AVG
+        dist.all_reduce(t, op=op)
     return t
 
 
@@ -63,12 +67,6 @@ def _stop_agreed(should_stop: Callable[[], bool] | None, batch: int, common_batc
         return False
     flag = torch.tensor(1.0 if should_stop() else 0.0, device=device)
     return _all_reduce(flag, dist.ReduceOp.MAX).item() > 0
-
-
-def _all_reduce(t: torch.Tensor, op) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t, op=op)
-    return t
 
 
 def logits_at(model: torch.nn.Module, idx: torch.Tensor, rows: torch.Tensor | slice,
